@@ -1,0 +1,1 @@
+"""sam3_angio.losses"""
