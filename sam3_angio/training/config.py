@@ -1,0 +1,127 @@
+"""Composing and resolving a run's config: Hydra composition from a path or a name, then the
+decisions made once before anything expensive starts (model size, accelerator, absolute paths).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sam3_angio.errors import ConfigError
+
+
+def configs_root() -> Path:
+    """The folder holding ``angiography/*.yaml`` (``$SAM3_ANGIO_CONFIG_DIR`` or the repo's ``configs/``)."""
+    env = os.environ.get("SAM3_ANGIO_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    return (Path(__file__).resolve().parents[2] / "configs").resolve()
+
+
+def locate_config(config: str) -> Tuple[Path, str]:
+    """``(config_dir, config_name)`` for a path (``configs/angiography/cass.yaml``) or a name
+    (``cass``, ``angiography/cass``)."""
+    root = configs_root()
+    p = Path(config)
+    candidates: List[Path] = []
+    if p.suffix in (".yaml", ".yml"):
+        candidates.append(p if p.is_absolute() else Path.cwd() / p)
+        candidates.append(root.parent / p)  # a repo-relative path used from another folder
+    else:
+        for sub in ("", "angiography"):
+            candidates.append(root / sub / f"{config}.yaml")
+    for c in candidates:
+        if c.is_file():
+            c = c.resolve()
+            try:
+                rel = c.relative_to(root)
+                return root, str(rel.with_suffix(""))
+            except ValueError:
+                return c.parent, c.stem
+    known = sorted(str(q.relative_to(root).with_suffix("")) for q in root.glob("angiography/*.yaml"))
+    raise ConfigError(
+        f"config {config!r} not found (looked for {', '.join(str(c) for c in candidates)}). "
+        f"Known configs: {', '.join(known)}"
+    )
+
+
+def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose a config with Hydra (``defaults:`` lists) and apply command-line overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_resolvers()
+    config_dir, name = locate_config(config)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.2"):
+            cfg = hydra_compose(config_name=name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {e}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.config_source = str(config_dir / f"{name}.yaml")
+    return cfg
+
+
+def register_resolvers() -> None:
+    """SAM3's resolvers (``times``, ``add``, ...), which its configs and ours use."""
+    from sam3.train.utils.train_utils import register_omegaconf_resolvers
+
+    try:
+        register_omegaconf_resolvers()
+    except Exception:  # already registered in this process
+        pass
+
+
+def resolve_accelerator(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.accelerator=cuda but no CUDA device is visible; use trainer.accelerator=auto or cpu"
+        )
+    if requested not in ("cpu", "cuda"):
+        raise ConfigError(f"trainer.accelerator={requested!r}: expected auto, cpu or cuda")
+    return requested
+
+
+def _abs(path: Optional[str], base: Path) -> Optional[str]:
+    if path in (None, "", "null"):
+        return None
+    p = Path(os.path.expanduser(str(path)))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
+    """Make the run's decisions once: model size (``auto``), accelerator, absolute paths.
+
+    Done in the launching process, so every rank and every SLURM task sees the same values.
+    """
+    from sam3_angio.model.builders import ModelChoiceError, resolve_model_name
+
+    base = Path(base_dir or Path.cwd())
+    with open_dict(cfg):
+        for key in ("data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
+            if key in cfg.paths:
+                cfg.paths[key] = _abs(OmegaConf.select(cfg, f"paths.{key}"), base)
+        try:
+            cfg.model.resolved = resolve_model_name(cfg.model.name, cfg.paths.sam3_checkpoint)
+        except ModelChoiceError as e:
+            raise ConfigError(str(e)) from None
+        cfg.trainer.accelerator = resolve_accelerator(cfg.trainer.accelerator)
+        if cfg.trainer.accelerator == "cpu" and OmegaConf.select(cfg, "trainer.optim.amp.enabled"):
+            cfg.trainer.optim.amp.enabled = False  # bfloat16 autocast here is CUDA's
+    return cfg
+
+
+def to_yaml(cfg: DictConfig, resolve: bool = False) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=resolve)
