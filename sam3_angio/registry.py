@@ -32,6 +32,7 @@ _BUILTIN_MODULES = (
     "sam3_angio.model.init",
     "sam3_angio.losses",
     "sam3_angio.data",
+    "sam3_angio.data.dataset",
     "sam3_angio.transforms",
     "sam3_angio.evaluation",
     "sam3_angio.training",

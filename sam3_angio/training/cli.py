@@ -128,16 +128,28 @@ def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> N
         print("  no validation metrics were written (see the logs folder)")
 
 
+def find_user_error(exc: BaseException) -> Optional[UserError]:
+    """The UserError behind ``exc``, also when Hydra's instantiate wrapped it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _main(args)
-    except UserError as e:
-        if debug:
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None or debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint.pt (if any) resumes the run", file=sys.stderr)

@@ -1,0 +1,61 @@
+"""Shared fixtures: small COCO sets, the tiny SAM3, and running tools/train.py as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Tests share 2 cores with nothing else: one torch thread each keeps subprocess runs predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory) -> Path:
+    """paths.data_root holding coco_cass/ and coco_vessel/ (4 train + 2 val frames each, 128 px)."""
+    from tiny_coco import VESSEL_CATEGORIES, cass_categories, write_tiny_coco
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    write_tiny_coco(str(root / "coco_cass"), cass_categories([1, 2, 12, 13]), n_train=4, n_val=2)
+    write_tiny_coco(str(root / "coco_vessel"), VESSEL_CATEGORIES, n_train=4, n_val=2, cats_per_image=1)
+    write_tiny_coco(str(root / "coco_stenosis"), [{"id": 1, "name": "stenosis"}], n_train=4, n_val=2,
+                    cats_per_image=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3():
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    return build_sam3_tiny()
+
+
+def run_train(args: List[str], cwd: Optional[Path] = None, timeout: int = 600, env: Optional[dict] = None,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python tools/train.py ARGS`` the way a user types it."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *args],
+        cwd=str(cwd or ROOT), capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py {args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def small_run_overrides(data_root: Path, exp_dir: Path, epochs: int = 2) -> List[str]:
+    return [
+        f"paths.data_root={data_root}",
+        f"paths.experiment_dir={exp_dir}",
+        "data.demo.generate_if_missing=false",
+        f"trainer.max_epochs={epochs}",
+        "model.name=sam3_tiny",
+    ]
