@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Evaluate predictions (any model) or a checkpoint: COCO AP per class, Dice, ARCADE F1, CASS accuracy.
+
+    python tools/eval.py --gt GT.json --pred PRED.json [--out DIR] [--images DIR]
+    python tools/eval.py -c CONFIG --checkpoint CKPT [--split val] [--out DIR]
+
+Logic: sam3_angio/evaluation (docs/evaluation.md lists the metric keys).
+"""
+
+import sys
+
+from sam3_angio.evaluation.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
