@@ -85,6 +85,7 @@ def build_sam3(
         report = load_into(model, sam3_image_keys(sd), checkpoint_path)
         log.info(report.summary())
         print(report.summary())
+        model._sam3_checkpoint_loaded = True
     return model
 
 

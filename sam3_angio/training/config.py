@@ -55,6 +55,7 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    import yaml
     from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
@@ -63,7 +64,7 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.2"):
             cfg = hydra_compose(config_name=name, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {e}") from None
     finally:
         GlobalHydra.instance().clear()
@@ -80,6 +81,17 @@ def register_resolvers() -> None:
         register_omegaconf_resolvers()
     except Exception:  # already registered in this process
         pass
+    if not OmegaConf.has_resolver("angio.values"):
+        # A mapping's values as a list, in order: lets configs compose list-valued options
+        # (learning-rate groups) by adding keys instead of copying whole lists.
+        OmegaConf.register_new_resolver("angio.values", _values)
+
+
+def _values(d):
+    # Resolved here, while `d` is still attached to the root: the returned list is a new node.
+    if d is None:
+        return []
+    return list(OmegaConf.to_container(d, resolve=True).values())
 
 
 def resolve_accelerator(requested: str) -> str:

@@ -29,7 +29,9 @@ def run_trainer(cfg: DictConfig) -> Optional[Dict[str, Any]]:
     threads = os.environ.get("SAM3_ANGIO_THREADS")
     if threads:
         torch.set_num_threads(max(1, int(threads)))
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    # Resolved here, on the node that runs: the trainer instantiates sub-trees detached from the
+    # root, where interpolations to `scratch.*` or `paths.*` could no longer be followed.
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     trainer = instantiate(cfg.trainer, _recursive_=False)
     try:
         trainer.run()
