@@ -1,0 +1,453 @@
+"""The study's CSV layout (one row = one CASS segment of one patient at one phase): columns, reading,
+and row validation whose errors name the CSV row, the column, what was expected and what was found.
+
+Relative paths in the CSV are taken from the CSV's own folder. Data flow of one row::
+
+    CSV row -> cine .npy (T, H, W[, C]) frame ``frame_index`` (memory-mapped)
+            -> contours JSON: view_angles {primary: LAO+/RAO- deg, secondary: CRA+/CAU- deg}, centerline
+            -> vessel_mask_actual_path: (H, W) mask of the one segment, frame-sized
+            -> deepsa_pseudo_label_path: (h, w) full-tree mask, resized to (H, W) by the converter
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from ..cass import CASS_BY_ID, class_ids as _class_ids, cass_name
+from .cine import CineError, CineInfo, cine_info
+from .masks import MaskError, mask_shape
+
+PathLike = Union[str, Path]
+
+REQUIRED_COLUMNS: Tuple[str, ...] = (
+    "patient_id",
+    "vessel_pattern",  # e.g. MID_LAD (sam3_angio.cass.VESSEL_PATTERN_TO_CASS)
+    "phase",  # PRE | FINAL | EVENT
+    "vessel_name",  # LAD | RCA | LCX | PDA | Ramus (LM accepted)
+    "cine_path",  # .npy (T, H, W) or (T, H, W, C)
+    "frame_index",  # 0-based index into the cine
+    "contours_path",  # JSON: view_angles, centerline, lumen_edges (frame pixel coordinates x, y)
+    "vessel_mask_actual_path",  # the segment's ground-truth mask, frame-sized
+    "deepsa_pseudo_label_path",  # full-tree pseudo-label, any size with the frame's aspect ratio
+    "cass_segment",  # CASS segment number used for training (sam3_angio.cass)
+    "cass_segment_original",  # the label as first recorded (kept as metadata, not validated)
+    "split",  # train | val | test
+)
+# Quantitative columns written by the synthetic generator (and by study exports that have them).
+OPTIONAL_COLUMNS: Tuple[str, ...] = ("stenosis_pct", "mld_mm", "reference_diameter_mm", "mm_per_pixel")
+ALL_COLUMNS: Tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+PHASES: Tuple[str, ...] = ("PRE", "FINAL", "EVENT")
+SPLITS: Tuple[str, ...] = ("train", "val", "test")
+VESSEL_NAMES: Tuple[str, ...] = ("LAD", "RCA", "LCX", "PDA", "Ramus", "LM")
+TASKS: Tuple[str, ...] = ("vessel", "cass", "stenosis")
+
+# Pseudo-labels are resized to the frame; a different aspect ratio means a different image.
+_ASPECT_TOLERANCE = 0.02
+
+
+class DataLayoutError(ValueError):
+    """A user's data does not follow the layout; the message says where and how to fix it."""
+
+
+class CsvLayoutError(DataLayoutError):
+    """The CSV file as a whole is unusable (missing, no header, missing columns)."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One reason why one CSV row cannot be used."""
+
+    row: int  # 1-based data row (the header is not counted)
+    line: int  # line in the file (the header is line 1)
+    column: str
+    message: str
+    patient_id: str = ""
+
+    def format(self, csv_name: str = "CSV") -> str:
+        return f"{csv_name} row {self.row} (line {self.line}), column '{self.column}': {self.message}"
+
+    def as_dict(self) -> dict:
+        return {
+            "row": self.row, "line": self.line, "column": self.column,
+            "reason": self.message, "patient_id": self.patient_id,
+        }
+
+
+class RowError(DataLayoutError):
+    """Bad rows; ``problems`` lists them (the message shows the first one and how many more)."""
+
+    def __init__(self, csv_path: PathLike, problems: Sequence[RowProblem], hint: str = ""):
+        self.csv_path = Path(csv_path)
+        self.problems = list(problems)
+        first = self.problems[0].format(self.csv_path.name)
+        more = len({p.row for p in self.problems}) - 1
+        extra = f"\n({more} more bad row{'s' if more != 1 else ''})" if more > 0 else ""
+        super().__init__(first + extra + (f"\n{hint}" if hint else ""))
+
+
+@dataclass
+class AngioRow:
+    """One parsed CSV row; paths resolved against the CSV's folder (None where the cell is empty)."""
+
+    row: int
+    line: int
+    patient_id: str
+    vessel_pattern: str
+    phase: str
+    vessel_name: str
+    cine_path: Optional[Path]
+    frame_index: Optional[int]
+    contours_path: Optional[Path]
+    vessel_mask_actual_path: Optional[Path]
+    deepsa_pseudo_label_path: Optional[Path]
+    cass_segment: Optional[int]
+    cass_segment_original: str
+    split: str
+    stenosis_pct: Optional[float] = None
+    mld_mm: Optional[float] = None
+    reference_diameter_mm: Optional[float] = None
+    mm_per_pixel: Optional[float] = None
+    raw: Dict[str, str] = field(default_factory=dict)  # the cells as written
+
+
+@dataclass
+class CheckedRow:
+    """A row whose files were found and checked: the cine header, the contours JSON, mask shapes."""
+
+    row: AngioRow
+    cine: CineInfo
+    contours: dict
+    view_angles: Optional[Dict[str, float]]  # None = unknown (explicit null in the contours JSON)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_csv_rows(csv_path: PathLike) -> List[Tuple[int, int, Dict[str, str]]]:
+    """``[(row, line, cells)]`` of the CSV; checks the file and its header."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise CsvLayoutError(f"CSV '{csv_path}' does not exist")
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise CsvLayoutError(f"CSV '{csv_path}' is empty (expected a header row with {', '.join(REQUIRED_COLUMNS)})")
+        header = [h.strip() for h in reader.fieldnames]
+        reader.fieldnames = header
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise CsvLayoutError(
+                f"CSV '{csv_path}' lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+                f"found columns: {', '.join(header)}. The layout needs: {', '.join(REQUIRED_COLUMNS)} "
+                f"(optional: {', '.join(OPTIONAL_COLUMNS)})"
+            )
+        rows = []
+        prev_line = reader.line_num
+        for i, rec in enumerate(reader, start=1):
+            cells = {k: (v or "").strip() for k, v in rec.items() if k is not None}
+            rows.append((i, prev_line + 1, cells))
+            prev_line = reader.line_num
+    if not rows:
+        raise CsvLayoutError(f"CSV '{csv_path}' has a header but no rows")
+    return rows
+
+
+def _resolve(base: Path, cell: str) -> Optional[Path]:
+    if not cell:
+        return None
+    p = Path(cell).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _parse_float(cell: str) -> Optional[float]:
+    if cell == "" or cell.lower() in ("na", "nan", "none", "null"):
+        return None
+    return float(cell)
+
+
+def parse_row(cells: Dict[str, str], row: int, line: int, base_dir: Path) -> Tuple[AngioRow, List[RowProblem]]:
+    """Parse the cells of one row (types and allowed values; no file access)."""
+    problems: List[RowProblem] = []
+    pid = cells.get("patient_id", "")
+
+    def bad(column: str, message: str) -> None:
+        problems.append(RowProblem(row, line, column, message, pid))
+
+    if not pid:
+        bad("patient_id", "is empty (expected the patient's id in the study)")
+
+    phase = cells.get("phase", "").upper()
+    if phase not in PHASES:
+        bad("phase", f"{cells.get('phase', '')!r} is not a phase (expected one of {', '.join(PHASES)})")
+
+    split = cells.get("split", "").lower()
+    if split not in SPLITS:
+        bad("split", f"{cells.get('split', '')!r} is not a split (expected one of {', '.join(SPLITS)})")
+
+    vessel = cells.get("vessel_name", "")
+    known_vessels = {v.lower(): v for v in VESSEL_NAMES}
+    if vessel.lower() not in known_vessels:
+        bad("vessel_name", f"{vessel!r} is not a vessel name (expected one of {', '.join(VESSEL_NAMES)})")
+    else:
+        vessel = known_vessels[vessel.lower()]
+
+    frame_index: Optional[int] = None
+    fi = cells.get("frame_index", "")
+    try:
+        v = float(fi)
+        if not v.is_integer():
+            raise ValueError
+        frame_index = int(v)
+        if frame_index < 0:
+            bad("frame_index", f"{fi!r} is negative (expected a 0-based frame number)")
+            frame_index = None
+    except ValueError:
+        bad("frame_index", f"{fi!r} is not a frame number (expected a non-negative integer)")
+
+    cass: Optional[int] = None
+    cs = cells.get("cass_segment", "")
+    try:
+        v = float(cs)
+        if not v.is_integer():
+            raise ValueError
+        cass = int(v)
+        if cass not in CASS_BY_ID:
+            bad("cass_segment", f"unknown CASS id {cs!r} (CASS segment numbers run 1..29; see sam3_angio.cass)")
+            cass = None
+    except ValueError:
+        bad("cass_segment", f"{cs!r} is not a CASS segment number (expected an integer 1..29)")
+
+    if not cells.get("cine_path"):
+        bad("cine_path", "is empty (expected the path of the cine .npy)")
+
+    optional: Dict[str, Optional[float]] = {}
+    for col in OPTIONAL_COLUMNS:
+        try:
+            val = _parse_float(cells.get(col, ""))
+            if val is not None and not math.isfinite(val):
+                raise ValueError
+            if col == "mm_per_pixel" and val is not None and val <= 0:
+                bad(col, f"{cells[col]!r} must be positive (millimetres per pixel at the isocenter)")
+                val = None
+            optional[col] = val
+        except ValueError:
+            bad(col, f"{cells.get(col)!r} is not a finite number (leave the cell empty if unknown)")
+            optional[col] = None
+
+    parsed = AngioRow(
+        row=row,
+        line=line,
+        patient_id=pid,
+        vessel_pattern=cells.get("vessel_pattern", ""),
+        phase=phase,
+        vessel_name=vessel,
+        cine_path=_resolve(base_dir, cells.get("cine_path", "")),
+        frame_index=frame_index,
+        contours_path=_resolve(base_dir, cells.get("contours_path", "")),
+        vessel_mask_actual_path=_resolve(base_dir, cells.get("vessel_mask_actual_path", "")),
+        deepsa_pseudo_label_path=_resolve(base_dir, cells.get("deepsa_pseudo_label_path", "")),
+        cass_segment=cass,
+        cass_segment_original=cells.get("cass_segment_original", ""),
+        split=split,
+        raw=dict(cells),
+        **optional,
+    )
+    return parsed, problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Contours JSON
+
+
+def load_contours(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataLayoutError(f"contours JSON '{path}' is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise DataLayoutError(f"contours JSON '{path}' holds a {type(data).__name__}; expected an object")
+    return data
+
+
+def parse_view_angles(contours: dict, source: str, require: bool = True) -> Optional[Dict[str, float]]:
+    """``{"primary": deg, "secondary": deg}`` from a contours JSON, or None when marked unknown.
+
+    ``"view_angles": null`` marks unknown angles explicitly. A missing key is an error when
+    ``require`` (real study data always has angles), else unknown. NaN is always an error: it is a
+    broken value, not a statement that the angle is unknown.
+    """
+    if "view_angles" not in contours:
+        if require:
+            raise DataLayoutError(
+                f"contours JSON '{source}' has no view_angles (expected {{\"primary\": deg LAO+/RAO-, "
+                f"\"secondary\": deg CRA+/CAU-}}, or null for unknown); pass --allow-missing-angles "
+                f"(require_view_angles=False) to convert without them"
+            )
+        return None
+    va = contours["view_angles"]
+    if va is None:
+        return None
+    if not isinstance(va, dict):
+        raise DataLayoutError(f"contours JSON '{source}': view_angles is {va!r}; expected an object or null")
+    out = {}
+    for key, limit, sign in (("primary", 180.0, "LAO positive"), ("secondary", 90.0, "cranial positive")):
+        if key not in va or va[key] is None:
+            raise DataLayoutError(
+                f"contours JSON '{source}' has no view_angles.{key} (expected degrees, {sign}); "
+                f"write \"view_angles\": null if the angles are unknown"
+            )
+        value = va[key]
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value)
+        except (TypeError, ValueError):
+            raise DataLayoutError(
+                f"contours JSON '{source}': view_angles.{key} is {va[key]!r}; expected a number of degrees"
+            ) from None
+        if math.isnan(value) or math.isinf(value):
+            raise DataLayoutError(
+                f"contours JSON '{source}': view_angles.{key} is {va[key]!r} (NaN angle); expected "
+                f"degrees ({sign}), or \"view_angles\": null if unknown"
+            )
+        if abs(value) > limit:
+            raise DataLayoutError(
+                f"contours JSON '{source}': view_angles.{key} = {value} is outside -{limit:g}..{limit:g} degrees"
+            )
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Files of a row
+
+
+def check_row_files(
+    r: AngioRow,
+    task: str,
+    class_ids: Optional[Sequence[int]] = None,
+    require_view_angles: bool = True,
+) -> Tuple[Optional[CheckedRow], List[RowProblem]]:
+    """Check what ``task`` needs from a parsed row's files, reading headers only (no pixel data)."""
+    problems: List[RowProblem] = []
+
+    def bad(column: str, message: str) -> None:
+        problems.append(RowProblem(r.row, r.line, column, message, r.patient_id))
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+    info: Optional[CineInfo] = None
+    if r.cine_path is not None:
+        try:
+            info = cine_info(r.cine_path)
+        except CineError as e:
+            bad("cine_path", str(e))
+        if info is not None and r.frame_index is not None and r.frame_index >= info.n_frames:
+            bad(
+                "frame_index",
+                f"{r.frame_index} is out of range for cine '{r.raw.get('cine_path')}' with "
+                f"{info.n_frames} frames (valid: 0..{info.n_frames - 1})",
+            )
+
+    contours: dict = {}
+    angles: Optional[Dict[str, float]] = None
+    if r.contours_path is None:
+        if require_view_angles or task == "stenosis":
+            bad("contours_path", "is empty (expected the contours JSON with view_angles)")
+    elif not r.contours_path.is_file():
+        bad("contours_path", f"file '{r.raw.get('contours_path')}' does not exist")
+    else:
+        try:
+            contours = load_contours(r.contours_path)
+            angles = parse_view_angles(contours, r.raw.get("contours_path", str(r.contours_path)), require_view_angles)
+        except DataLayoutError as e:
+            bad("contours_path", str(e))
+        if task == "stenosis" and contours and "stenosis" not in contours:
+            bad(
+                "contours_path",
+                f"contours JSON '{r.raw.get('contours_path')}' has no \"stenosis\" entry; the stenosis task "
+                f"needs {{\"stenosis\": {{\"center\": [x, y], \"length_px\": L}}}} (or null for no "
+                f"lesion) per row - the synthetic generator writes it, study exports must add it",
+            )
+
+    if task in ("cass", "stenosis"):
+        if r.cass_segment is not None and task == "cass":
+            allowed = _class_ids(class_ids)
+            if r.cass_segment not in allowed:
+                bad(
+                    "cass_segment",
+                    f"CASS id {r.cass_segment} ({cass_name(r.cass_segment)}) is not in the class set "
+                    f"{allowed}; pass a class set that includes it or skip the row",
+                )
+        if r.vessel_mask_actual_path is None:
+            bad("vessel_mask_actual_path", "is empty (expected the segment's mask)")
+        else:
+            try:
+                shape = mask_shape(r.vessel_mask_actual_path)
+                if info is not None and shape != info.frame_shape:
+                    bad(
+                        "vessel_mask_actual_path",
+                        f"mask '{r.raw.get('vessel_mask_actual_path')}' has shape {shape[0]}x{shape[1]} "
+                        f"(HxW) but the frame is {info.height}x{info.width}; the segment mask must "
+                        f"have the frame's size",
+                    )
+            except MaskError as e:
+                bad("vessel_mask_actual_path", str(e))
+
+    if task == "vessel":
+        if r.deepsa_pseudo_label_path is None:
+            bad("deepsa_pseudo_label_path", "is empty (expected the full-tree pseudo-label mask)")
+        else:
+            try:
+                h, w = mask_shape(r.deepsa_pseudo_label_path)
+                if info is not None:
+                    a, b = w / h, info.width / info.height
+                    if abs(a - b) > _ASPECT_TOLERANCE * b:
+                        bad(
+                            "deepsa_pseudo_label_path",
+                            f"pseudo-label '{r.raw.get('deepsa_pseudo_label_path')}' is {h}x{w} (HxW), "
+                            f"a different aspect ratio from the {info.height}x{info.width} frame; it "
+                            f"cannot be resized onto the frame",
+                        )
+            except MaskError as e:
+                bad("deepsa_pseudo_label_path", str(e))
+
+    if problems or info is None:
+        return None, problems
+    return CheckedRow(row=r, cine=info, contours=contours, view_angles=angles), problems
+
+
+def validate_csv(
+    csv_path: PathLike,
+    task: str,
+    class_ids: Optional[Sequence[int]] = None,
+    require_view_angles: bool = True,
+) -> Tuple[List[CheckedRow], List[RowProblem]]:
+    """Parse and check every row of ``csv_path`` for ``task``: ``(good rows, problems)``.
+
+    Raises :class:`CsvLayoutError` when the file itself is unusable; row problems are returned, not
+    raised, so a caller can stop at the first or skip them and report.
+    """
+    csv_path = Path(csv_path)
+    base = csv_path.resolve().parent
+    good: List[CheckedRow] = []
+    problems: List[RowProblem] = []
+    for row, line, cells in read_csv_rows(csv_path):
+        parsed, probs = parse_row(cells, row, line, base)
+        files_checked, fprobs = check_row_files(parsed, task, class_ids, require_view_angles)
+        # Report field problems first, then file problems (a bad frame_index hides no file problem).
+        probs = probs + [p for p in fprobs if p not in probs]
+        if probs:
+            problems.extend(probs)
+        elif files_checked is not None:
+            good.append(files_checked)
+    return good, problems

@@ -1,0 +1,290 @@
+"""X-ray image formation for synthetic angiograms: line integrals of attenuation (Beer-Lambert),
+focal-spot blur, Poisson quantum noise, log display with vessels dark.
+
+Everything attenuates as ``mu * chord length`` (1/mm * mm): the thorax, lungs, heart, spine and ribs
+through analytic shapes traced along the real perspective rays; vessels and the catheter as tubes
+around their projected centerlines, where a ray at distance d from the axis of a tube of radius r
+crosses ``2 sqrt(r^2 - d^2) / sin(alpha)`` mm of lumen (alpha: angle between ray and vessel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from .anatomy import Anatomy
+from .projection import CArmView
+
+# Linear attenuation coefficients (1/mm) at an effective ~60 keV angiographic spectrum.
+MU_TISSUE = 0.019
+MU_BONE_EXTRA = 0.011  # vertebral body minus the soft tissue it displaces
+MU_RIB_EXTRA = 0.009
+# Lung relative to soft tissue. Physically about 0.25; angiography systems compress the lung /
+# mediastinum range (log + harmonisation), so the effective value in the displayed image is higher.
+LUNG_DENSITY = 0.7
+
+_MIN_RADIUS_PX = 0.8  # thinner tubes are drawn at this width with the same integral attenuation
+
+
+@dataclass
+class Tube:
+    """A projected tube: arrays of length N along its centerline (pixel units unless stated)."""
+
+    xy: np.ndarray  # (N, 2) x = column, y = row
+    r_px: np.ndarray  # (N,) lumen radius in pixels
+    mm_per_px: np.ndarray  # (N,) mm per pixel at each sample's depth
+    mu: np.ndarray  # (N,) attenuation per mm of chord: mu * contrast fill / sin(alpha)
+    label: np.ndarray  # (N,) int label (CASS id; 0 other vessel; -1 catheter; -2 bone)
+    breaks: Optional[np.ndarray] = None  # (N-1,) True where sample i and i+1 are not joined
+
+
+def project_tube(
+    view: CArmView,
+    points: np.ndarray,
+    radius_mm: np.ndarray,
+    mu: np.ndarray,
+    label: np.ndarray,
+    breaks: Optional[np.ndarray] = None,
+) -> Tube:
+    """3D centerline ``points (N, 3)`` mm with lumen ``radius_mm (N,)`` -> projected :class:`Tube`.
+    ``mu (N,)`` is attenuation per mm of lumen before the foreshortening factor ``1 / sin(alpha)``."""
+    xy, depth = view.project(points)
+    ppm = view.pixels_per_mm(depth)
+    tangent = np.gradient(points, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    ray = points - view.source
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+    sin_a = np.linalg.norm(np.cross(tangent, ray), axis=1)
+    return Tube(
+        xy=xy, r_px=radius_mm * ppm, mm_per_px=1.0 / ppm, mu=mu / np.maximum(sin_a, 0.4),
+        label=np.asarray(label), breaks=breaks,
+    )
+
+
+@dataclass
+class TubeRender:
+    attenuation: np.ndarray  # (H, W) float32, sum of mu * chord over tubes
+    masks: Dict[int, np.ndarray]  # label -> (H, W) bool lumen (only when masks were asked for)
+    radius_mm: Optional[np.ndarray]  # (H, W) float32 largest lumen radius covering each pixel
+
+
+def render_tubes(
+    tubes: Sequence[Tube], shape: Tuple[int, int], want_masks: bool = False, margin: int = 48
+) -> TubeRender:
+    """Attenuation image ``(H, W)`` of ``tubes`` (summed, so crossing vessels add up).
+
+    Per tube: rasterise its samples into a crop, take the nearest sample of every pixel from a
+    Euclidean distance transform, then the exact distance to the two centerline pieces around it.
+    """
+    H, W = shape
+    att = np.zeros((H, W), np.float32)
+    masks: Dict[int, np.ndarray] = {}
+    rad = np.zeros((H, W), np.float32) if want_masks else None
+    for tube in tubes:
+        n = len(tube.xy)
+        if n == 0:
+            continue
+        r_eff = np.maximum(tube.r_px, _MIN_RADIUS_PX)
+        reach = float(r_eff.max()) + 2.0
+        x0 = int(max(np.floor(tube.xy[:, 0].min() - reach), -margin))
+        x1 = int(min(np.ceil(tube.xy[:, 0].max() + reach) + 1, W + margin))
+        y0 = int(max(np.floor(tube.xy[:, 1].min() - reach), -margin))
+        y1 = int(min(np.ceil(tube.xy[:, 1].max() + reach) + 1, H + margin))
+        # the part of the crop inside the image
+        ix0, ix1, iy0, iy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+        if ix0 >= ix1 or iy0 >= iy1:
+            continue
+        ij = np.rint(tube.xy - (x0, y0)).astype(np.int64)
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < x1 - x0) & (ij[:, 1] >= 0) & (ij[:, 1] < y1 - y0)
+        if not ok.any():
+            continue
+        idxmap = np.full((y1 - y0, x1 - x0), -1, np.int64)
+        idxmap[ij[ok, 1], ij[ok, 0]] = np.nonzero(ok)[0]
+        dist, ind = ndimage.distance_transform_edt(idxmap < 0, return_indices=True)
+        sl = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+        near = dist[sl] <= reach
+        if not near.any():
+            continue
+        yy, xx = np.nonzero(near)
+        i = idxmap[ind[0][sl][yy, xx], ind[1][sl][yy, xx]]
+        P = np.stack([xx + ix0, yy + iy0], axis=1).astype(np.float64)
+        # Distance to the centerline pieces (i-1, i) and (i, i+1); a break falls back to the sample.
+        best_d = np.linalg.norm(P - tube.xy[i], axis=1)
+        best_a, best_b, best_t = i, i, np.zeros(len(i))
+        for a, b in ((np.maximum(i - 1, 0), i), (i, np.minimum(i + 1, n - 1))):
+            A, B = tube.xy[a], tube.xy[b]
+            AB = B - A
+            L2 = np.maximum((AB**2).sum(axis=1), 1e-12)
+            t = np.clip(((P - A) * AB).sum(axis=1) / L2, 0.0, 1.0)
+            d = np.linalg.norm(P - (A + t[:, None] * AB), axis=1)
+            valid = a != b
+            if tube.breaks is not None:
+                valid &= ~tube.breaks[np.minimum(a, n - 2)]
+            better = valid & (d < best_d)
+            best_d = np.where(better, d, best_d)
+            best_a = np.where(better, a, best_a)
+            best_b = np.where(better, b, best_b)
+            best_t = np.where(better, t, best_t)
+
+        def lerp(v):
+            return v[best_a] * (1.0 - best_t) + v[best_b] * best_t
+
+        r = lerp(tube.r_px)
+        re = lerp(r_eff)
+        chord_px = 2.0 * np.sqrt(np.maximum(re**2 - best_d**2, 0.0))
+        val = chord_px * lerp(tube.mm_per_px) * lerp(tube.mu) * (r / re) ** 2
+        hit = val > 0
+        att[yy[hit] + iy0, xx[hit] + ix0] += val[hit].astype(np.float32)
+        if want_masks:
+            inside = best_d <= np.maximum(r, 0.5)
+            lab = np.where(best_t < 0.5, tube.label[best_a], tube.label[best_b])
+            ys, xs = yy[inside] + iy0, xx[inside] + ix0
+            r_mm = (r * lerp(tube.mm_per_px))[inside].astype(np.float32)
+            np.maximum.at(rad, (ys, xs), r_mm)
+            for lb in np.unique(lab[inside]):
+                m = masks.setdefault(int(lb), np.zeros((H, W), bool))
+                sel = lab[inside] == lb
+                m[ys[sel], xs[sel]] = True
+    return TubeRender(attenuation=att, masks=masks, radius_mm=rad)
+
+
+# --------------------------------------------------------------------------------------------------
+# Static background
+
+
+def _chord_quadric(o: np.ndarray, dirs: np.ndarray, inv_semi: np.ndarray, frame: np.ndarray,
+                   center: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Chord length (mm) of every ray through an ellipsoid (rows of ``frame`` = its axes; use a
+    zero inverse semi-axis for an infinite cylinder), and the ray parameter of the chord's middle."""
+    oc = (o - center) @ frame.T * inv_semi  # (3,)
+    dd = dirs @ frame.T * inv_semi  # (H, W, 3)
+    A = (dd**2).sum(-1)
+    B = 2.0 * (dd * oc).sum(-1)
+    C = (oc**2).sum() - 1.0
+    disc = B**2 - 4.0 * A * C
+    chord = np.sqrt(np.maximum(disc, 0.0)) / np.maximum(A, 1e-12)
+    return chord, -B / (2.0 * np.maximum(A, 1e-12))
+
+
+def background_attenuation(anatomy: Anatomy, view: CArmView, rng: np.random.Generator) -> np.ndarray:
+    """``(H, W)`` float32 attenuation of everything but the contrast-filled vessels and the catheter:
+    chest wall and mediastinum, lungs, heart, vertebrae, ribs, soft-tissue inhomogeneity."""
+    H, W = view.height, view.width
+    th = anatomy.thorax
+    src, dirs = view.rays()
+    eye = np.eye(3)
+    cx, cy = th.center_xy
+    chest, _ = _chord_quadric(src, dirs, np.array([1 / th.semi_axes_xy[0], 1 / th.semi_axes_xy[1], 0.0]),
+                              eye, np.array([cx, cy, 0.0]))
+    lung = np.zeros((H, W))
+    for c, r in th.lungs:
+        lung += _chord_quadric(src, dirs, 1.0 / r, eye, c)[0]
+    h = anatomy.heart
+    heart_frame = np.stack([h.a, h.e1, h.e2])
+    heart, _ = _chord_quadric(src, dirs, 1.0 / np.array([0.62 * h.Lh, 1.05 * h.R, 1.05 * h.R]), heart_frame,
+                              h.B + 0.42 * h.Lh * h.a)
+    # Where the heart is, it displaces lung: add back most of the tissue the lungs removed.
+    tissue = chest - (1 - LUNG_DENSITY) * np.maximum(lung - 0.6 * heart, 0.0)
+    att = MU_TISSUE * np.maximum(tissue, 0.0)
+
+    # Vertebral bodies: a vertical cylinder modulated by body / disc along z.
+    sx, sy = th.spine_xy
+    spine, tmid = _chord_quadric(src, dirs, np.array([1 / th.spine_radius, 1 / (0.85 * th.spine_radius), 0.0]),
+                                 eye, np.array([sx, sy, 0.0]))
+    z = src[2] + tmid * dirs[..., 2]
+    ph = np.mod(z - th.vertebra_phase, th.vertebra_period) / th.vertebra_period
+    body = np.clip((0.5 - np.abs(ph - 0.5)) * th.vertebra_period / 6.0, 0.0, 1.0)
+    body = body * body * (3.0 - 2.0 * body)  # smooth endplates, discs about 6 mm
+    att += ndimage.gaussian_filter(MU_BONE_EXTRA * spine * (0.45 + 0.55 * body), 1.2 * max(H, W) / 512.0)
+
+    # Ribs: tubes along 3D arcs.
+    pts = np.concatenate(th.ribs)
+    lens = [len(r) for r in th.ribs]
+    breaks = np.zeros(len(pts) - 1, bool)
+    breaks[np.cumsum(lens)[:-1] - 1] = True
+    # Each rib tapers at both ends (no round caps where it leaves the rendered stretch).
+    taper = np.concatenate([np.sin(np.linspace(0.0, np.pi, n)) ** 0.3 for n in lens])
+    rib = project_tube(view, pts, th.rib_radius * np.maximum(taper, 0.05), np.full(len(pts), MU_RIB_EXTRA),
+                       np.full(len(pts), -2), breaks)
+    # cortical edges are visible but the bands are soft
+    att += ndimage.gaussian_filter(render_tubes([rib], (H, W)).attenuation, 1.5 * max(H, W) / 512.0)
+
+    # Soft-tissue inhomogeneity (fat, vessels, bowel gas below the diaphragm): smooth random field.
+    lo = rng.normal(0.0, 1.0, (max(4, H // 16), max(4, W // 16)))
+    lo = ndimage.gaussian_filter(lo, 2.0)
+    lo = ndimage.zoom(lo / (lo.std() + 1e-9), (H / lo.shape[0], W / lo.shape[1]), order=1)[:H, :W]
+    att += rng.uniform(0.04, 0.10) * lo
+
+    return att.astype(np.float32)
+
+
+def shutter_attenuation(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` float32: collimator shutters on some sides, a soft strongly attenuating border
+    (kept out of the display harmonisation, as systems do)."""
+    H, W = shape
+    att = np.zeros((H, W), np.float32)
+    yy, xx = np.mgrid[0:H, 0:W]
+    for dist in (xx, W - 1 - xx, yy, H - 1 - yy):
+        if rng.random() < 0.5:
+            w = rng.uniform(0.01, 0.05) * max(H, W)
+            att += (3.0 / (1.0 + np.exp((dist - w) / (0.006 * max(H, W))))).astype(np.float32)
+    return att
+
+
+# --------------------------------------------------------------------------------------------------
+# Detector
+
+
+@dataclass
+class Exposure:
+    """Per-cine detector and display settings.
+
+    Display follows what angiography systems do: log of the detected quanta, a "harmonisation" that
+    removes part of the large-scale background (lungs, heart shadow, diaphragm) while keeping vessel
+    contrast, then a linear grey-level window (vessels dark)."""
+
+    photons: float  # expected quanta per pixel without attenuation
+    focal_blur_px: float
+    detector_blur_px: float
+    background: np.ndarray  # (H, W) attenuation subtracted before the window (smooth)
+    level: float  # grey value of the background (0..1)
+    scale: float  # grey levels per unit attenuation
+
+
+def make_exposure(rng: np.random.Generator, background_att: np.ndarray, size: int) -> Exposure:
+    """Dose (median about 200-600 quanta a pixel behind the patient) and display for one cine, from
+    the static background attenuation ``(H, W)``."""
+    H, W = background_att.shape
+    c = background_att[H // 8: H - H // 8, W // 8: W - W // 8]
+    median_att = float(np.median(c))
+    photons = rng.uniform(200.0, 600.0) * float(np.exp(median_att))
+    smooth = ndimage.gaussian_filter(background_att.astype(np.float64), max(H, W) / 14.0)
+    harmonise = rng.uniform(0.7, 0.88)
+    scale = size / 512.0
+    return Exposure(
+        photons=photons,
+        focal_blur_px=rng.uniform(0.6, 1.0) * scale,
+        detector_blur_px=rng.uniform(0.4, 0.7) * scale,
+        background=(median_att + harmonise * (smooth - median_att)).astype(np.float32),
+        level=rng.uniform(0.45, 0.56),
+        scale=rng.uniform(0.38, 0.52),
+    )
+
+
+def expose(att: np.ndarray, exposure: Exposure, rng: np.random.Generator) -> np.ndarray:
+    """Attenuation ``(H, W)`` -> displayed image ``(H, W)`` float in [0, 1], vessels dark.
+
+    transmission exp(-att) -> focal-spot blur -> Poisson(quanta) -> -log -> detector blur ->
+    harmonisation -> window.
+    """
+    t = np.exp(-att.astype(np.float64))
+    if exposure.focal_blur_px > 0.05:
+        t = ndimage.gaussian_filter(t, exposure.focal_blur_px)
+    counts = rng.poisson(exposure.photons * t)
+    est = -np.log(np.maximum(counts, 0.5) / exposure.photons)
+    if exposure.detector_blur_px > 0.05:
+        est = ndimage.gaussian_filter(est, exposure.detector_blur_px)
+    return np.clip(exposure.level - exposure.scale * (est - exposure.background), 0.0, 1.0)
