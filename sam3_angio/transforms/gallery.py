@@ -122,7 +122,9 @@ def render(split_dir: str, file_name: str, out_path: str, seed: int = 0) -> str:
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(out_path)))
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
+        # plain RGB: palette quantisation merges the legend colours or bands the gray ramps
+        fig.savefig(tmp, dpi=80)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, out_path)
     finally:
         plt.close(fig)
