@@ -397,13 +397,15 @@ def generate_dataset(
             (tmp / sub).mkdir()
         rows: List[dict] = []
         n_frames = 0
+        last_print = t0
         for i in range(n_patients):
             r, f = generate_patient(i, cfg, tmp, splits[i])
             rows.extend(r)
             n_frames += f
-            if progress and (i + 1 == n_patients or (i + 1) % max(1, n_patients // 10) == 0):
+            if progress and time.perf_counter() - last_print > 5.0:
+                last_print = time.perf_counter()
                 print(f"  synthetic: {i + 1}/{n_patients} patients, {n_frames} frames, "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+                      f"{last_print - t0:.1f} s", flush=True)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(ALL_COLUMNS), lineterminator="\n")
         writer.writeheader()

@@ -1,0 +1,235 @@
+"""Import ARCADE (real X-ray coronary angiograms with SYNTAX-numbered segments or stenosis polygons)
+into this project's COCO layout: ``<out>/<split>/{annotations.json, images/}``.
+
+ARCADE: Popov et al., "Dataset for Automatic Region-based Coronary Artery Disease Diagnostics Using
+X-Ray Angiography Images", Scientific Data 11 (2024), doi:10.1038/s41597-023-02871-z.
+
+``cass``: SYNTAX segment names ("1".."16c") -> CASS ids through ``sam3_angio.cass.SYNTAX_TO_CASS``;
+segments without a CASS counterpart or outside the class set (default: the study's 14) are dropped
+and counted per SYNTAX class. ``stenosis``: the single "stenosis" category -> id 1. Polygons become
+RLE; view angles are unknown (``null``): ARCADE records none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from PIL import Image
+
+from .. import __version__
+from ..cass import SYNTAX_TO_CASS, class_ids as _class_ids, cass_name
+from .atomic import atomic_output_dir, write_manifest
+from .coco_io import IMAGES_DIR, STENOSIS_CATEGORY, categories_for, rle_from_polygons, write_split
+from .layout import DataLayoutError
+
+PathLike = Union[str, Path]
+
+MANIFEST_KIND = "sam3_angio.coco.arcade"
+MAPPING_REPORT = "mapping_report"  # .json and .txt in the output folder
+ARCADE_CITATION = (
+    "Popov et al., Dataset for Automatic Region-based Coronary Artery Disease Diagnostics Using X-Ray "
+    "Angiography Images, Sci Data 11 (2024), doi:10.1038/s41597-023-02871-z"
+)
+
+
+class ArcadeImportError(DataLayoutError):
+    """The ARCADE annotation file or image folder cannot be imported as asked."""
+
+
+def _link_or_copy(src: Path, dst: Path) -> str:
+    try:
+        os.link(src, dst)
+        return "linked"
+    except OSError:
+        shutil.copy2(src, dst)
+        os.chmod(dst, 0o644)
+        return "copied"
+
+
+def _polygons(segm) -> List[List[float]]:
+    """Valid polygons (>= 3 points) of an annotation's segmentation, or [] if none."""
+    if not isinstance(segm, list):
+        return []
+    return [list(map(float, p)) for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
+
+
+def syntax_mapping(categories: List[dict], class_ids: Sequence[int]) -> "OrderedDict[int, dict]":
+    """ARCADE category id -> ``{"syntax": name, "cass_id": int|None, "kept": bool, "reason": str}``."""
+    out: "OrderedDict[int, dict]" = OrderedDict()
+    for c in categories:
+        name = str(c["name"]).strip()
+        if name not in SYNTAX_TO_CASS:
+            out[c["id"]] = {"syntax": name, "cass_id": None, "kept": False, "reason": "not a SYNTAX segment name"}
+            continue
+        cass = SYNTAX_TO_CASS[name]
+        if cass is None:
+            out[c["id"]] = {"syntax": name, "cass_id": None, "kept": False, "reason": "no CASS counterpart"}
+        elif cass not in class_ids:
+            out[c["id"]] = {"syntax": name, "cass_id": cass, "kept": False,
+                            "reason": f"CASS {cass} ({cass_name(cass)}) is not in the class set"}
+        else:
+            out[c["id"]] = {"syntax": name, "cass_id": cass, "kept": True, "reason": f"-> CASS {cass} ({cass_name(cass)})"}
+    return out
+
+
+def import_arcade(
+    coco_json: PathLike,
+    images_dir: PathLike,
+    out_dir: PathLike,
+    task: str,
+    *,
+    split: str = "val",
+    class_ids: Optional[Sequence[int]] = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Import one ARCADE COCO file into ``out_dir/<split>/`` for ``task`` (cass | stenosis).
+
+    Every image is kept (hard-linked when the file system allows, else copied), also those left
+    without annotations. Returns ``{"out_dir", "task", "split", "json", "images", "n_images",
+    "n_annotations", "per_class": {syntax name: {...}}, "mapping_report": path}``.
+    """
+    if task not in ("cass", "stenosis"):
+        raise ValueError(f"unknown ARCADE task {task!r}; expected cass or stenosis")
+    coco_json, images_dir, out_dir = Path(coco_json), Path(images_dir), Path(out_dir)
+    t0 = time.perf_counter()
+    if not coco_json.is_file():
+        raise ArcadeImportError(f"ARCADE annotation file '{coco_json}' does not exist")
+    if not images_dir.is_dir():
+        raise ArcadeImportError(f"ARCADE image folder '{images_dir}' does not exist")
+    try:
+        with open(coco_json, encoding="utf-8") as f:
+            src = json.load(f)
+        cats, imgs, anns = src["categories"], src["images"], src["annotations"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ArcadeImportError(f"'{coco_json}' is not a COCO annotation file ({e})") from None
+
+    ids = _class_ids(class_ids)
+    if task == "cass":
+        mapping = syntax_mapping(cats, ids)
+        if not any(m["cass_id"] is not None for m in mapping.values()):
+            raise ArcadeImportError(
+                f"none of the categories of '{coco_json}' ({', '.join(str(c['name']) for c in cats[:8])}...) "
+                f"maps to a CASS segment; --task cass needs ARCADE's syntax split"
+            )
+        new_cat = {cid: m["cass_id"] for cid, m in mapping.items() if m["kept"]}
+    else:
+        sten = [c["id"] for c in cats if str(c["name"]).strip().lower() == "stenosis"]
+        if not sten:
+            raise ArcadeImportError(
+                f"'{coco_json}' has no \"stenosis\" category (categories: "
+                f"{', '.join(str(c['name']) for c in cats[:8])}...); --task stenosis needs ARCADE's stenosis split"
+            )
+        mapping = OrderedDict(
+            (c["id"], {"syntax": str(c["name"]), "cass_id": None, "kept": c["id"] in sten,
+                       "reason": "-> stenosis" if c["id"] in sten else "not the stenosis category"})
+            for c in cats
+        )
+        new_cat = {cid: STENOSIS_CATEGORY["id"] for cid in sten}
+
+    by_image: Dict[int, dict] = {}
+    for im in imgs:
+        f = images_dir / im["file_name"]
+        if not f.is_file():
+            raise ArcadeImportError(f"image '{im['file_name']}' (id {im['id']}) of '{coco_json}' is not in '{images_dir}'")
+        by_image[im["id"]] = im
+
+    counts: Counter = Counter()
+    kept_counts: Counter = Counter()
+    invalid: Counter = Counter()
+    out_anns: List[dict] = []
+    for a in anns:
+        cid = a["category_id"]
+        counts[cid] += 1
+        if cid not in new_cat:
+            continue
+        im = by_image.get(a["image_id"])
+        if im is None:
+            raise ArcadeImportError(f"annotation {a.get('id')} refers to image {a['image_id']}, which '{coco_json}' lacks")
+        polys = _polygons(a.get("segmentation"))
+        if not polys:
+            invalid[cid] += 1
+            continue
+        rec = rle_from_polygons(polys, int(im["height"]), int(im["width"]))
+        if rec["area"] == 0:
+            invalid[cid] += 1
+            continue
+        kept_counts[cid] += 1
+        extra = {"syntax_segment": mapping[cid]["syntax"]} if task == "cass" else {}
+        out_anns.append({
+            "id": len(out_anns) + 1, "image_id": a["image_id"], "category_id": new_cat[cid], **rec,
+            "iscrowd": 0, "arcade_annotation_id": a.get("id"), **extra,
+        })
+
+    per_class: "OrderedDict[str, dict]" = OrderedDict()
+    for cid, m in mapping.items():
+        per_class[m["syntax"]] = {
+            "arcade_category_id": cid,
+            "annotations": counts.get(cid, 0),
+            "mapped": kept_counts.get(cid, 0),
+            "dropped": counts.get(cid, 0) - kept_counts.get(cid, 0),
+            "cass_id": m["cass_id"],
+            "reason": m["reason"] if m["kept"] else f"dropped: {m['reason']}",
+            **({"invalid_polygons": invalid[cid]} if invalid.get(cid) else {}),
+        }
+
+    lines = [f"ARCADE import ({task}) of {coco_json.name}: {len(imgs)} images, {len(anns)} annotations -> "
+             f"{len(out_anns)} kept, {len(anns) - len(out_anns)} dropped"]
+    lines.append(f"  {'class':>8} {'count':>6} {'mapped':>6} {'dropped':>7}  mapping")
+    for name, e in per_class.items():
+        if e["annotations"] == 0:
+            continue  # categories the file declares but never uses (kept in the JSON report)
+        lines.append(f"  {name:>8} {e['annotations']:>6} {e['mapped']:>6} {e['dropped']:>7}  {e['reason']}")
+    text = "\n".join(lines)
+
+    categories = categories_for(task, ids)
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        img_dir = tmp / split / IMAGES_DIR
+        img_dir.mkdir(parents=True)
+        out_imgs = []
+        how: Counter = Counter()
+        for n, im in enumerate(imgs, start=1):
+            src_file = images_dir / im["file_name"]
+            with Image.open(src_file) as pil:
+                if (pil.height, pil.width) != (int(im["height"]), int(im["width"])):
+                    raise ArcadeImportError(
+                        f"image '{im['file_name']}' is {pil.height}x{pil.width} but '{coco_json}' says "
+                        f"{im['height']}x{im['width']}"
+                    )
+            dst = img_dir / Path(im["file_name"]).name
+            how[_link_or_copy(src_file, dst)] += 1
+            out_imgs.append({
+                "id": im["id"], "file_name": dst.name, "height": int(im["height"]), "width": int(im["width"]),
+                "view_angles": None, "patient_id": None, "phase": None, "vessel_name": None,
+                "cass_segment": None, "source": "ARCADE", "arcade_file_name": im["file_name"],
+            })
+        info = {
+            "description": f"ARCADE {coco_json.parent.name} imported by sam3_angio ({task})",
+            "citation": ARCADE_CITATION, "source_annotations": str(coco_json), "task": task, "split": split,
+            "sam3_angio_version": __version__,
+        }
+        write_split(tmp / split, out_imgs, out_anns, categories, info)
+        report = {"source": str(coco_json), "task": task, "class_ids": ids if task == "cass" else None,
+                  "n_images": len(imgs), "n_annotations_in": len(anns), "n_annotations_out": len(out_anns),
+                  "per_class": per_class}
+        with open(tmp / f"{MAPPING_REPORT}.json", "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        (tmp / f"{MAPPING_REPORT}.txt").write_text(text + "\n", encoding="utf-8")
+        write_manifest(tmp, {"kind": MANIFEST_KIND, "task": task, "source": str(coco_json),
+                             "splits": {split: {"n_images": len(out_imgs), "n_annotations": len(out_anns)}},
+                             "categories": categories})
+    if progress:
+        print(text, flush=True)
+        print(f"  images {dict(how)}; wrote {out_dir / split} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return {
+        "out_dir": str(out_dir), "task": task, "split": split,
+        "json": str(out_dir / split / "annotations.json"), "images": str(out_dir / split / IMAGES_DIR),
+        "n_images": len(out_imgs), "n_annotations": len(out_anns), "per_class": dict(per_class),
+        "mapping_report": str(out_dir / f"{MAPPING_REPORT}.json"),
+    }
