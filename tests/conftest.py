@@ -59,3 +59,17 @@ def small_run_overrides(data_root: Path, exp_dir: Path, epochs: int = 2) -> List
         f"trainer.max_epochs={epochs}",
         "model.name=sam3_tiny",
     ]
+
+
+@pytest.fixture(scope="session")
+def single_rank_group():
+    """A one-rank gloo process group: SAM3's losses all-reduce their normaliser, as in training."""
+    import torch.distributed as dist
+
+    from sam3_angio.training.launch import free_port
+
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(free_port())
+        dist.init_process_group("gloo", rank=0, world_size=1)
+    yield

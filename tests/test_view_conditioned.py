@@ -1,0 +1,284 @@
+"""The view-conditioned wrapper, the angiography losses and phase 1 -> phase 2 initialisation."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import ROOT, run_train, small_run_overrides
+
+
+def _batches(data_root: Path, task: str, n: int = 1, split: str = "train"):
+    """Real batches from our dataset + SAM3's transforms + our collate, as the trainer builds them."""
+    from sam3_angio.training.config import compose, finalize
+
+    cfg = finalize(compose(task, [f"paths.data_root={data_root}", "model.name=sam3_tiny",
+                                  "data.demo.generate_if_missing=false"]))
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    data = cfg.trainer.data[split]
+    dataset = instantiate(data.dataset)
+    collate = instantiate(data.collate_fn)
+    key = data.collate_fn.dict_key
+    out = []
+    for i in range(n):
+        items = [dataset[(2 * i + j) % len(dataset)] for j in range(2)]
+        out.append(collate(items)[key])
+    return out
+
+
+@pytest.fixture(scope="module")
+def cass_batch(tiny_data_root):
+    return _batches(tiny_data_root, "cass")[0]
+
+
+def _wrapper(detector, **kw):
+    from sam3_angio.model.view_conditioned import ViewConditionedSam3
+
+    return ViewConditionedSam3(detector, class_ids=[1, 2, 12, 13], **kw)
+
+
+def _last(outputs):
+    return outputs.output[-1][-1]
+
+
+def test_batch_carries_view_angles(cass_batch):
+    assert cass_batch.view_angles.shape == (2, 2)
+    assert cass_batch.view_known.all()
+    assert torch.isfinite(cass_batch.view_angles).all()
+
+
+def test_fresh_wrapper_reproduces_plain_sam3(tiny_sam3, cass_batch):
+    plain = copy.deepcopy(tiny_sam3).eval()
+    wrapped = _wrapper(copy.deepcopy(tiny_sam3)).eval()
+    with torch.no_grad():
+        a = _last(plain(cass_batch))
+        b = _last(wrapped(cass_batch))
+    for key in ("pred_logits", "pred_boxes", "pred_masks", "presence_logit_dec"):
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert b["cass_logits"].shape == (len(b["cass_targets"]), 4)
+
+
+def test_changing_the_angles_changes_cass_logits_after_training(tiny_sam3, cass_batch):
+    from sam3_angio.losses import CassCrossEntropy
+
+    torch.manual_seed(0)
+    model = _wrapper(copy.deepcopy(tiny_sam3))
+    ce = CassCrossEntropy(class_ids=[1, 2, 12, 13], class_weights="none")
+    params = [p for n, p in model.named_parameters() if not n.startswith("detector.")]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    model.train()
+    for _ in range(3):
+        out = _last(model(cass_batch))
+        loss = ce(out["cass_logits"], out["cass_targets"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        before = _last(model(cass_batch))["cass_logits"]
+        moved = copy.copy(cass_batch)
+        moved.view_angles = cass_batch.view_angles + torch.tensor([30.0, -20.0])
+        after = _last(model(moved))["cass_logits"]
+        # FiLM left identity would keep the SAM3 outputs; after training it must have moved too.
+        film_moved = any(f.proj.weight.abs().sum() > 0 for f in model.film)
+    assert not torch.allclose(before, after, atol=1e-5)
+    assert film_moved
+
+
+def test_unknown_angles_run_and_never_mean_zero_degrees(tiny_sam3, cass_batch):
+    model = _wrapper(copy.deepcopy(tiny_sam3)).eval()
+    unknown = copy.copy(cass_batch)
+    unknown.view_known = torch.zeros_like(cass_batch.view_known)
+    zero = copy.copy(cass_batch)
+    zero.view_angles = torch.zeros_like(cass_batch.view_angles)
+    e_unknown = model.embed_views(unknown.view_angles, unknown.view_known, 2, "cpu")
+    e_zero = model.embed_views(zero.view_angles, zero.view_known, 2, "cpu")
+    assert not torch.allclose(e_unknown, e_zero)
+    assert torch.allclose(e_unknown[0], model.view_encoder.unknown)
+    with torch.no_grad():
+        out = _last(model(unknown))
+    assert torch.isfinite(out["cass_logits"]).all() and torch.isfinite(out["pred_logits"]).all()
+
+
+def test_identity_mode_leaves_unknown_frames_untouched(tiny_sam3, cass_batch):
+    plain = copy.deepcopy(tiny_sam3).eval()
+    model = _wrapper(copy.deepcopy(tiny_sam3), unknown_angles="identity").eval()
+    for f in model.film:  # a trained, non-identity FiLM
+        torch.nn.init.normal_(f.proj.weight, std=0.1)
+    unknown = copy.copy(cass_batch)
+    unknown.view_known = torch.zeros_like(cass_batch.view_known)
+    with torch.no_grad():
+        a, b = _last(plain(unknown)), _last(model(unknown))
+        c = _last(model(cass_batch))
+    assert torch.allclose(a["pred_logits"], b["pred_logits"], atol=1e-6)
+    assert not torch.allclose(a["pred_logits"], c["pred_logits"], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "categorical"])
+def test_view_encoders_give_256d_and_depend_on_angles(kind):
+    from sam3_angio.model.view_encoder import build_view_encoder
+
+    enc = build_view_encoder(kind)
+    angles = torch.tensor([[-30.0, 25.0], [40.0, -20.0]])
+    e = enc(angles, torch.tensor([True, True]))
+    assert e.shape == (2, 256) and not torch.allclose(e[0], e[1])
+
+
+def test_categorical_bins_clamp_at_plus_minus_40():
+    from sam3_angio.model.view_encoder import CategoricalViewEncoder
+
+    enc = CategoricalViewEncoder()
+    b = enc.bins(torch.tensor([[-90.0, -40.0], [0.0, 12.0], [38.0, 75.0]]))
+    assert b.tolist() == [[0, 0], [4, 5], [8, 8]]
+
+
+def test_film_is_identity_at_init():
+    from sam3_angio.model.film import FiLM
+
+    film = FiLM()
+    f = torch.randn(2, 256, 4, 4)
+    assert torch.equal(film(f, torch.randn(2, 256)), f)
+
+
+def test_region_pooling_reads_inside_the_segment():
+    from sam3_angio.model.cass_head import region_pool
+
+    feats = torch.zeros(1, 2, 4, 4)
+    feats[0, 0, :2, :2] = 1.0  # channel 0 lit only in the top-left quadrant
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, :4, :4] = True  # top-left
+    masks[1, 4:, 4:] = True  # bottom-right
+    pooled, geom = region_pool(feats, masks, torch.tensor([0, 0]))
+    assert pooled[0, 0] == 1.0 and pooled[1, 0] == 0.0
+    assert torch.allclose(geom[0, :2], torch.tensor([0.25, 0.25])) and torch.allclose(geom[1, :2], torch.tensor([0.75, 0.75]))
+
+
+# ------------------------------------------------------------------------------------ losses
+
+def _train_step_outputs(tiny_sam3, batch):
+    model = _wrapper(copy.deepcopy(tiny_sam3)).train()
+    return model, model(batch)
+
+
+def _sam3_loss(extra=None):
+    from sam3_angio.training.config import compose
+    from omegaconf import OmegaConf
+
+    cfg = compose("cass")
+    node = OmegaConf.to_container(cfg.scratch.sam3_loss, resolve=True)
+    return instantiate(node)
+
+
+@pytest.mark.parametrize("which", ["presence", "semantic", "cass", "combined", "combined_study_weights"])
+def test_each_loss_is_finite_and_has_a_gradient(which, tiny_sam3, cass_batch, single_rank_group):
+    from sam3_angio.losses import AngioLoss, CassCrossEntropy, PresenceLoss, SemanticFocalLoss
+
+    model, outputs = _train_step_outputs(tiny_sam3, cass_batch)
+    targets = [model.back_convert(t) for t in cass_batch.find_targets]
+    last = _last(outputs)
+    if which == "cass":
+        loss = CassCrossEntropy(class_ids=[1, 2, 12, 13], counts={1: 5, 2: 1, 12: 3, 13: 2},
+                                label_smoothing=0.1)(last["cass_logits"], last["cass_targets"])
+        watched = "cass_head.classifier.weight"
+    elif which in ("presence", "semantic"):
+        sam3 = _sam3_loss()
+        sam3.loss_fns_find = torch.nn.ModuleList([PresenceLoss()]) if which == "presence" else torch.nn.ModuleList()
+        if which == "semantic":
+            sam3.loss_fn_semantic_seg = SemanticFocalLoss()
+        losses = sam3(outputs, targets)
+        key = "presence_loss" if which == "presence" else "loss_semantic_seg"
+        assert torch.isfinite(losses[key])
+        loss = losses["core_loss"]
+        watched = ("detector.transformer.decoder.presence_token.weight" if which == "presence"
+                   else "detector.segmentation_head.semantic_seg_head.weight")
+    else:
+        weights = {"segmentation": 0.3, "classification": 0.5, "boxes": 0.2} if which.endswith("weights") else None
+        combined = AngioLoss(_sam3_loss(), CassCrossEntropy(class_ids=[1, 2, 12, 13]), group_weights=weights)
+        losses = combined(outputs, targets)
+        for key in ("loss_bbox", "loss_giou", "loss_ce", "presence_loss", "loss_mask", "loss_dice",
+                    "loss_semantic_seg", "loss_cass_ce"):
+            assert key in losses and torch.isfinite(torch.as_tensor(losses[key])), key
+        loss = losses["core_loss"]
+        watched = "cass_head.classifier.weight"
+    assert torch.isfinite(loss)
+    loss.backward()
+    grad = dict(model.named_parameters())[watched].grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_study_group_weights_rescale_sam3_terms():
+    from sam3_angio.losses import AngioLoss
+
+    plain, study = _sam3_loss(), _sam3_loss()
+    AngioLoss(study, None, group_weights={"segmentation": 0.3, "classification": 0.5, "boxes": 0.2})
+    box_plain = plain.loss_fns_find[0].weight_dict["loss_bbox"]
+    assert study.loss_fns_find[0].weight_dict["loss_bbox"] == pytest.approx(box_plain * 0.6)
+    assert study.loss_fns_find[1].weight_dict["loss_ce"] == pytest.approx(plain.loss_fns_find[1].weight_dict["loss_ce"] * 1.5)
+
+
+def test_cass_ce_weights_follow_inverse_frequency():
+    from sam3_angio.losses import CassCrossEntropy
+
+    ce = CassCrossEntropy(class_ids=[1, 2], counts={1: 30, 2: 10})
+    # N / (K n_c): 40 / (2 * 30), 40 / (2 * 10)
+    assert torch.allclose(ce.weight, torch.tensor([40 / 60, 40 / 20]))
+
+
+# ------------------------------------------------------------------------ phase 1 -> phase 2
+
+def test_phase2_loads_every_backbone_tensor_of_phase1(tiny_sam3, tmp_path):
+    from sam3_angio.model.init import load_phase1
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    phase1 = build_sam3_tiny(seed=11)
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in phase1.state_dict().items()}, "epoch": 2}, ckpt)
+    model = _wrapper(build_sam3_tiny(seed=12))
+    load_phase1(model, str(ckpt), require=True)
+    p1 = phase1.state_dict()
+    for k, v in model.detector.state_dict().items():
+        assert torch.equal(v, p1[k]), k
+
+
+def test_missing_phase1_checkpoint_is_an_error_unless_allowed(tiny_sam3, tmp_path, capsys):
+    from sam3_angio.errors import ConfigError
+    from sam3_angio.model.init import load_phase1
+
+    model = _wrapper(copy.deepcopy(tiny_sam3))
+    with pytest.raises(ConfigError, match="init.require_phase1=false"):
+        load_phase1(model, str(tmp_path / "none.pt"), require=True)
+    load_phase1(model, str(tmp_path / "none.pt"), require=False)
+    assert "phase 2 starts from the model's initial weights" in capsys.readouterr().out
+
+
+def test_phase1_then_phase2_through_train_py(tiny_data_root, tmp_path):
+    p1 = tmp_path / "p1"
+    run_train(["-c", "configs/angiography/vessel_segmentation.yaml", *small_run_overrides(tiny_data_root, p1, epochs=1)],
+              check=True)
+    phase1_ckpt = p1 / "checkpoints" / "checkpoint.pt"
+    p2 = tmp_path / "p2"
+
+    def phase2(epochs):
+        return run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, p2, epochs=epochs),
+                          f"paths.phase1_checkpoint={phase1_ckpt}", "init.require_phase1=true"], check=True)
+
+    out = phase2(1)
+    summary = [ln for ln in out.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
+    assert summary, out.stdout[-3000:]
+    phase1_sd = torch.load(phase1_ckpt, map_location="cpu", weights_only=True)["model"]
+    assert int(summary[0].split("loaded ")[1].split(",")[0]) == len(phase1_sd)
+    assert "new in phase 2" in out.stdout
+    ckpt = torch.load(p2 / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert all(f"detector.{k}" in ckpt["model"] for k in phase1_sd)
+    assert "segm.AP" in json.loads((p2 / "metrics.json").read_text())
+    # Resuming phase 2 uses its own checkpoint: the phase 1 initialiser does not run again.
+    again = phase2(2)
+    assert not [ln for ln in again.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
+    assert "Resuming training from epoch: 1" in (p2 / "logs" / "log.txt").read_text()
