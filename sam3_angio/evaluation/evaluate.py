@@ -122,7 +122,9 @@ def evaluate_predictions(
             metrics[k] = None
         for cid in gt.cat_ids:
             metrics[f"per_class.{gt.cat_keys[cid]}.dice_f1"] = None
-    if not cass_ev:
+    if cass_ev:
+        metrics["cass.skipped"] = None
+    else:
         for k in ("cass.top1", "cass.balanced_accuracy", "cass.n_images", "cass.source"):
             metrics[k] = None
         metrics["cass.skipped"] = cass_reason

@@ -244,7 +244,7 @@ def load_predictions(
     lines = ps.summary_lines()
     if lines:
         n_dropped = len(data) - len(records)
-        hints = sorted({_HINTS[r] for r in ignored if r in _HINTS})
+        hints = sorted({_HINTS[r] for r in ignored if r in _HINTS}) + _id_hints(data, gt, ignored)
         head = f"{where}: {sum(ignored.values())} problems in {len(data)} predictions ({n_dropped} dropped entirely)"
         warnings.append("; ".join([head] + lines + hints))
     if not records:

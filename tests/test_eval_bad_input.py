@@ -1,0 +1,158 @@
+"""Unusable predictions or ground truth: a clear error, or a count of what was ignored and why."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from sam3_angio.evaluation import EvaluationInputError, evaluate_files
+from sam3_angio.evaluation.perturb import gt_as_predictions
+from sam3_angio.evaluation.rle import GeometryError, check_rle, run_lengths
+from sam3_angio.evaluation.synthetic import synthetic_coco
+
+
+@pytest.fixture(scope="module")
+def gt():
+    return synthetic_coco(6, cat_ids=(1, 2), size=32, seed=3)
+
+
+@pytest.fixture()
+def good(gt):
+    return gt_as_predictions(gt)
+
+
+def test_rle_run_lengths_decode_like_pycocotools():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = (rng.random((37, 23)) < rng.uniform(0.05, 0.95)).astype(np.uint8)
+        rle = mask_utils.encode(np.asfortranarray(m))
+        runs = run_lengths(rle["counts"])
+        flat = np.repeat(np.arange(len(runs)) % 2, runs).astype(np.uint8)
+        assert runs.sum() == 37 * 23 and (flat == m.flatten(order="F")).all()
+
+
+@pytest.mark.parametrize(
+    "seg, reason",
+    [
+        ({"size": [32, 32], "counts": "0j0"}, "malformed_rle"),  # decodes to too few pixels
+        ({"size": [32, 32], "counts": "\x01\x02"}, "malformed_rle"),  # characters outside the alphabet
+        ({"size": [32, 32], "counts": [10, 20]}, "malformed_rle"),  # uncompressed, wrong total
+        ({"size": [32, 32], "counts": [-4, 1028]}, "malformed_rle"),
+        ({"size": [16, 16], "counts": [256]}, "rle_size_mismatch"),
+        ({"size": "32x32", "counts": ""}, "malformed_rle"),
+        ({"counts": "PP"}, "malformed_rle"),
+    ],
+)
+def test_malformed_rle_is_rejected_with_its_reason(seg, reason):
+    with pytest.raises(GeometryError) as e:
+        check_rle(seg, 32, 32)
+    assert e.value.reason == reason
+
+
+def test_valid_uncompressed_rle_is_accepted():
+    out = check_rle({"size": [32, 32], "counts": [100, 24, 900]}, 32, 32)
+    assert mask_utils.area(out) == 24
+
+
+def test_partly_bad_predictions_are_counted_by_reason_and_stored(gt, good):
+    bad = [
+        {**good[0], "image_id": 999},
+        {**good[1], "category_id": 42},
+        {**good[2], "score": float("nan")},
+        {**good[3], "score": float("inf")},
+        {**good[4], "score": "high"},
+        {k: v for k, v in good[5].items() if k != "score"},
+        {**good[6], "segmentation": {"size": [32, 32], "counts": "0j0"}},  # box still counts
+        {**good[7], "segmentation": {"size": [64, 64], "counts": [4096]}},
+        {**good[8], "segmentation": [[1, 2, 3]]},
+        {**good[9], "bbox": [1, 2, -3, 4], "segmentation": None},
+        {"image_id": 1},
+        "not an object",
+    ]
+    m = evaluate_files(gt, good + bad)
+    assert m["ignored.unknown_image_id"] == 1
+    assert m["ignored.unknown_category_id"] == 1
+    assert m["ignored.nonfinite_score"] == 2
+    assert m["ignored.bad_score"] == 1 and m["ignored.missing_score"] == 1
+    assert m["ignored.malformed_rle"] == 1 and m["ignored.rle_size_mismatch"] == 1
+    assert m["ignored.malformed_polygon"] == 1 and m["ignored.bad_bbox"] == 1
+    assert m["ignored.malformed_record"] == 2 and m["ignored.no_geometry"] == 0
+    assert m["meta.n_pred_input"] == len(good) + len(bad)
+    # records with a good box and a bad mask (3) still count for bbox AP, not for segm
+    assert m["bbox.n_pred"] == len(good) + 3 and m["segm.n_pred"] == len(good)
+    assert any("ignored 2 x nonfinite_score" in w for w in m["warnings"])
+    # the good predictions are still all there: nothing was silently lost
+    assert m["segm.AP"] == 1.0
+
+
+def test_all_predictions_unknown_is_an_error_that_spots_zero_based_ids(gt, good):
+    with pytest.raises(EvaluationInputError, match="none of its .* predictions can be evaluated.*unknown_image_id"):
+        evaluate_files(gt, [{**p, "image_id": p["image_id"] + 100} for p in good])
+    zero_based = [{**p, "image_id": p["image_id"] - 1} for p in good]
+    with pytest.raises(EvaluationInputError, match="0-based"):
+        evaluate_files(gt, [p for p in zero_based if p["image_id"] == 0])
+    # Mostly landing on real (wrong) images: evaluated, but the warning says what is likely wrong.
+    m = evaluate_files(gt, zero_based)
+    assert m["ignored.unknown_image_id"] == 2
+    assert any("0-based" in w for w in m["warnings"]) and m["segm.AP"] < 0.5
+
+
+def test_all_categories_unknown_is_an_error(gt, good):
+    with pytest.raises(EvaluationInputError, match="category ids"):
+        evaluate_files(gt, [{**p, "category_id": p["category_id"] - 1} for p in good if p["category_id"] == 1])
+
+
+def test_empty_prediction_list_is_an_error_unless_allowed(gt, tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text("[]")
+    with pytest.raises(EvaluationInputError, match="no predictions.*allow_empty"):
+        evaluate_files(gt, str(path))
+    m = evaluate_files(gt, str(path), allow_empty=True)
+    assert m["segm.AP"] == 0.0 and m["bbox.AP"] == 0.0 and m["dice"] == 0.0
+    assert any("every AP is 0 because nothing was predicted" in w for w in m["warnings"])
+
+
+def test_strict_mode_refuses_any_ignored_prediction(gt, good):
+    with pytest.raises(EvaluationInputError, match="strict.*nonfinite_score"):
+        evaluate_files(gt, good + [{**good[0], "score": float("nan")}], strict=True)
+
+
+def test_predictions_without_masks_skip_segm_metrics_explicitly(gt, good):
+    boxes = [{k: v for k, v in p.items() if k != "segmentation"} for p in good]
+    m = evaluate_files(gt, boxes)
+    assert m["bbox.AP"] == 1.0
+    assert m["segm.AP"] is None and m["dice"] is None and m["arcade_f1"] is None
+    assert m["meta.iou_types_evaluated"] == ["bbox"]
+    assert any("no masks" in w for w in m["warnings"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"foo": 1}), "COCO results list"),
+        (json.dumps("text"), "JSON list"),
+    ],
+)
+def test_unreadable_prediction_files_name_the_file_and_the_problem(gt, tmp_path, content, message):
+    path = tmp_path / "pred.json"
+    path.write_text(content)
+    with pytest.raises(EvaluationInputError, match=message) as e:
+        evaluate_files(gt, str(path))
+    assert str(path) in str(e.value)
+
+
+def test_bad_ground_truth_files_name_the_problem(tmp_path, good):
+    with pytest.raises(EvaluationInputError, match="does not exist"):
+        evaluate_files(str(tmp_path / "missing.json"), good)
+    swapped = tmp_path / "preds_as_gt.json"
+    swapped.write_text(json.dumps(good))
+    with pytest.raises(EvaluationInputError, match="swap --gt and --pred"):
+        evaluate_files(str(swapped), good)
+    broken = {"images": [{"id": 1, "height": 8, "width": 8}], "categories": [{"id": 1}],
+              "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}
+    with pytest.raises(EvaluationInputError, match=r"annotations\[0\] refers to image_id 2"):
+        evaluate_files(broken, good)

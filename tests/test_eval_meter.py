@@ -1,0 +1,111 @@
+"""The trainer meter: sam3's PostProcessImage and PredictionDumper feed AngioCocoMeter, which returns
+bbox/segm AP and per-class AP (the numbers tools/eval.py gives) and writes metrics.json."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from sam3_angio.evaluation import AngioCocoEvaluator, AngioCocoMeter, evaluate_files
+from sam3_angio.evaluation.synthetic import synthetic_coco
+
+torch.set_num_threads(1)
+
+
+def _model_outputs(gt: dict):
+    """One find stage as SAM3 returns it for (image, category) queries, built from the ground truth:
+    query 0 = the true mask and box (high score), query 1 = the mask moved 3 px (lower score),
+    query 2 = nothing (lowest score)."""
+    from sam3.model.data_misc import BatchedInferenceMetadata
+    from sam3.model.model_misc import SAM3Output
+
+    rows = [(im["id"], c["id"]) for im in gt["images"] for c in gt["categories"]]
+    size = gt["images"][0]["height"]
+    masks = torch.full((len(rows), 3, size, size), -8.0)
+    boxes = torch.zeros(len(rows), 3, 4)
+    logits = torch.tensor([4.0, 0.0, -4.0]).repeat(len(rows), 1)[..., None]
+    for r, (img, cat) in enumerate(rows):
+        for a in gt["annotations"]:
+            if a["image_id"] == img and a["category_id"] == cat:
+                m = torch.from_numpy(mask_utils.decode(mask_utils.frPyObjects(a["segmentation"], size, size)).max(-1).astype(bool))
+                masks[r, 0][m] = 8.0
+                masks[r, 1][torch.roll(m, shifts=3, dims=1)] = 8.0
+                x, y, w, h = a["bbox"]
+                boxes[r, 0] = torch.tensor([(x + w / 2) / size, (y + h / 2) / size, w / size, h / size])
+                boxes[r, 1] = boxes[r, 0] + torch.tensor([3 / size, 0, 0, 0])
+    outputs = {"pred_logits": logits, "pred_boxes": boxes, "pred_masks": masks,
+               "presence_logit_dec": torch.full((len(rows), 1), 10.0)}
+    ids = torch.tensor([img for img, _ in rows])
+    meta = BatchedInferenceMetadata(
+        coco_image_id=ids, original_image_id=ids,
+        original_category_id=torch.tensor([cat for _, cat in rows], dtype=torch.int),
+        original_size=torch.tensor([[size, size]] * len(rows)),
+        object_id=torch.zeros(len(rows), dtype=torch.long), frame_index=torch.zeros(len(rows), dtype=torch.long),
+        is_conditioning_only=[None] * len(rows),
+    )
+    return SAM3Output([[outputs]], iter_mode=SAM3Output.IterMode.LAST_STEP_PER_STAGE), [meta]
+
+
+def _postprocessor(**kw):
+    from sam3.eval.postprocessors import PostProcessImage
+
+    args = dict(max_dets_per_img=100, iou_type="segm", use_original_ids=True, use_original_sizes_box=True,
+                use_original_sizes_mask=True, convert_mask_to_rle=False, always_interpolate_masks_on_gpu=False)
+    args.update(kw)
+    return PostProcessImage(**args)
+
+
+def test_meter_reports_bbox_segm_and_per_class_ap_like_the_tool(tmp_path, caplog):
+    gt = synthetic_coco(4, cat_ids=(1, 2), size=32, seed=7, names={1: "proximal RCA", 2: "mid/distal LCX"})
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    dump = tmp_path / "dumps"
+    meter = AngioCocoMeter(dump_dir=str(dump), postprocessor=_postprocessor(), gt_path=str(gt_path))
+    stages, metas = _model_outputs(gt)
+    meter.update(find_stages=stages, find_metadatas=metas, model=None, batch=None, key="val")
+    with caplog.at_level(logging.INFO):
+        out = meter.compute_synced()
+
+    pred_file = dump / "coco_predictions_segm.json"
+    assert pred_file.is_file() and (dump / "metrics.json").is_file()
+    # every value is a finite float: what the trainer's TensorBoard logger takes
+    assert all(isinstance(v, float) and np.isfinite(v) for v in out.values())
+    assert out["segm.AP"] == 1.0 and out["bbox.AP"] == pytest.approx(1.0)
+    assert out["per_class.proximal RCA.segm.AP"] == 1.0 and "per_class.mid/distal LCX.bbox.AP" in out
+    assert out["dice"] == 1.0 and out["arcade_f1"] == 1.0
+    # the same numbers as tools/eval.py on the dumped file, and as COCOeval called directly
+    tool = evaluate_files(str(gt_path), str(pred_file))
+    assert {k: tool[k] for k in out} == out
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_path))
+        ev = COCOeval(coco, coco.loadRes(str(pred_file)), "segm")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert out["segm.AP"] == ev.stats[0] and out["segm.AR100"] == ev.stats[8]
+    assert json.loads((dump / "metrics.json").read_text())["per_class.proximal RCA.segm.AP"] == 1.0
+    log_text = caplog.text
+    assert "per class" in log_text and "proximal RCA" in log_text and "segm AP" in log_text
+
+
+def test_meter_refuses_a_bbox_postprocessor_for_mask_metrics(tmp_path):
+    with pytest.raises(ValueError, match="iou_type: segm"):
+        AngioCocoMeter(dump_dir=str(tmp_path), postprocessor=_postprocessor(iou_type="bbox"), gt_path="gt.json")
+
+
+def test_pred_file_evaluator_keeps_validation_going_on_an_empty_dump(tmp_path, caplog):
+    gt = synthetic_coco(2, cat_ids=(1,), size=16, seed=1)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "coco_predictions_segm.json").write_text("[]")
+    ev = AngioCocoEvaluator(str(tmp_path / "gt.json"))
+    with caplog.at_level(logging.WARNING):
+        out = ev.evaluate(tmp_path / "coco_predictions_segm.json")
+    assert out["segm.AP"] == 0.0 and "nothing was predicted" in caplog.text
+    assert (tmp_path / "metrics_history.jsonl").read_text().count("\n") == 1
