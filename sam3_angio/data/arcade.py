@@ -113,17 +113,19 @@ def import_arcade(
     ids = _class_ids(class_ids)
     if task == "cass":
         mapping = syntax_mapping(cats, ids)
-        if not any(m["cass_id"] is not None for m in mapping.values()):
+        used = Counter(a["category_id"] for a in anns)
+        if not any(mapping.get(cid, {}).get("cass_id") is not None for cid in used):
+            names = sorted({mapping[cid]["syntax"] for cid in used if cid in mapping})
             raise ArcadeImportError(
-                f"none of the categories of '{coco_json}' ({', '.join(str(c['name']) for c in cats[:8])}...) "
-                f"maps to a CASS segment; --task cass needs ARCADE's syntax split"
+                f"no annotation of '{coco_json}' is a SYNTAX segment (its annotations use: "
+                f"{', '.join(names[:8]) or 'nothing'}); --task cass needs ARCADE's syntax split"
             )
         new_cat = {cid: m["cass_id"] for cid, m in mapping.items() if m["kept"]}
     else:
         sten = [c["id"] for c in cats if str(c["name"]).strip().lower() == "stenosis"]
-        if not sten:
+        if not any(a["category_id"] in sten for a in anns):
             raise ArcadeImportError(
-                f"'{coco_json}' has no \"stenosis\" category (categories: "
+                f"'{coco_json}' has no annotation in a \"stenosis\" category (categories: "
                 f"{', '.join(str(c['name']) for c in cats[:8])}...); --task stenosis needs ARCADE's stenosis split"
             )
         mapping = OrderedDict(

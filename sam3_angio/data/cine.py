@@ -110,7 +110,10 @@ def to_gray_uint8(frame: np.ndarray) -> np.ndarray:
             if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
                 f = rgb[..., 0]
             else:
-                f = (rgb.astype(np.float64) @ _LUMA).astype(rgb.dtype if rgb.dtype == np.uint8 else np.float64)
+                luma = rgb.astype(np.float64) @ _LUMA
+                if rgb.dtype == np.uint8:
+                    return np.clip(np.round(luma), 0, 255).astype(np.uint8)
+                f = luma
         else:
             raise CineError(f"frame has {f.shape[2]} channels; expected 1, 3 or 4")
     if f.ndim != 2:
