@@ -88,6 +88,12 @@ def test_partly_bad_predictions_are_counted_by_reason_and_stored(gt, good):
     assert m["segm.AP"] == 1.0
 
 
+def test_integral_float_ids_are_the_same_ids_and_booleans_are_not_ids(gt, good):
+    floats = [{**p, "image_id": float(p["image_id"]), "category_id": float(p["category_id"])} for p in good]
+    m = evaluate_files(gt, floats + [{**good[0], "category_id": True}])
+    assert m["segm.AP"] == 1.0 and m["ignored.unknown_category_id"] == 1
+
+
 def test_all_predictions_unknown_is_an_error_that_spots_zero_based_ids(gt, good):
     with pytest.raises(EvaluationInputError, match="none of its .* predictions can be evaluated.*unknown_image_id"):
         evaluate_files(gt, [{**p, "image_id": p["image_id"] + 100} for p in good])
@@ -126,7 +132,7 @@ def test_predictions_without_masks_skip_segm_metrics_explicitly(gt, good):
     assert m["bbox.AP"] == 1.0
     assert m["segm.AP"] is None and m["dice"] is None and m["arcade_f1"] is None
     assert m["meta.iou_types_evaluated"] == ["bbox"]
-    assert any("no masks" in w for w in m["warnings"])
+    assert any("no usable masks" in w for w in m["warnings"])
 
 
 @pytest.mark.parametrize(

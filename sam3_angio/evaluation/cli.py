@@ -67,7 +67,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--pred and -c/--checkpoint are two different modes: use one")
     try:
         if model_mode:
-            gt_json, pred_json, out_dir = _run_model(args)
+            gt_json, pred_json, out_dir, logits = _run_model(args)
+            args.cass_logits = args.cass_logits or logits
         else:
             gt_json, pred_json, out_dir = args.gt, args.pred, args.out
         from .evaluate import evaluate_files
@@ -99,7 +100,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_model(args):
-    """Predict with the model of ``args.config`` on ``args.split`` and return (gt, predictions, out)."""
+    """Predict with the model of ``args.config`` on ``args.split``; return (gt, predictions, out, logits).
+
+    Contract with ``sam3_angio.training.predict``: ``predict_split(config, checkpoint, split, out_dir)``
+    returns the predictions JSON path, or a dict ``{"pred_json", "gt_json"?, "cass_logits"?}``, or a
+    ``(pred_json, gt_json)`` pair; without a ground-truth path, ``--gt`` or the module's
+    ``split_annotations(config, split)`` names it.
+    """
     try:
         from sam3_angio.training import predict as predict_mod
     except ImportError as e:
@@ -110,9 +117,10 @@ def _run_model(args):
     stem = os.path.splitext(os.path.basename(args.config))[0]
     out_dir = args.out or os.path.join("outputs", "eval", f"{stem}_{args.split}")
     result = predict_mod.predict_split(args.config, args.checkpoint, args.split, out_dir)
-    gt_json = args.gt
+    gt_json, logits = args.gt, None
     if isinstance(result, dict):
         pred_json, gt_json = result["pred_json"], gt_json or result.get("gt_json")
+        logits = result.get("cass_logits")
     elif isinstance(result, (tuple, list)):
         pred_json, gt_json = result[0], gt_json or result[1]
     else:
@@ -124,4 +132,4 @@ def _run_model(args):
             f"predictions written to {pred_json}, but the split's ground truth is unknown: pass --gt "
             f"<data>/{args.split}/annotations.json"
         )
-    return gt_json, os.fspath(pred_json), out_dir
+    return gt_json, os.fspath(pred_json), out_dir, logits

@@ -63,7 +63,7 @@ def evaluate_predictions(
             warnings.append("the ground truth has annotations without 'segmentation': segm metrics not computed (null)")
         elif not empty and not preds.has(t):
             what = "boxes ('bbox')" if t == "bbox" else "masks ('segmentation')"
-            warnings.append(f"the predictions carry no {what}: {t} metrics not computed (null)")
+            warnings.append(f"the predictions carry no usable {what}: {t} metrics not computed (null)")
         else:
             evaluated.append(t)
     masks = "segm" in evaluated

@@ -39,8 +39,9 @@ def read_json(path: Union[str, "os.PathLike[str]"], what: str) -> Any:
 
 
 def metric_name(name: str) -> str:
-    """A category name as it appears inside dotted metric keys: dots become underscores."""
-    return str(name).replace(".", "_")
+    """A category name as it appears inside metric keys: dots (key separators) and slashes (the
+    trainer's and TensorBoard's tag separators, as in "mid/distal LCX") become underscores."""
+    return str(name).replace(".", "_").replace("/", "_")
 
 
 class GroundTruth:
@@ -98,6 +99,9 @@ class GroundTruth:
 
     @staticmethod
     def _check(data: dict, where: str) -> None:
+        for k in ("images", "annotations", "categories"):
+            if not isinstance(data[k], list) or not all(isinstance(x, dict) for x in data[k]):
+                raise EvaluationInputError(f"{where}: {k!r} must be a list of objects")
         ids = set()
         for i, im in enumerate(data["images"]):
             for k in ("id", "height", "width"):

@@ -5,7 +5,7 @@ random scores) that exercise every metric the way an imperfect model would.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import pycocotools.mask as mask_utils

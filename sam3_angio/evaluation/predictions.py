@@ -99,6 +99,11 @@ class PredictionSet:
 _GEOM_KEY = {"bbox": "bbox", "segm": "segmentation"}
 
 
+def _as_id(v: Any) -> Any:
+    """JSON writers sometimes emit ids as 3.0: the same id as 3."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -164,8 +169,8 @@ def load_predictions(
         if not isinstance(p, dict) or "image_id" not in p or "category_id" not in p:
             skip("malformed_record", i, "needs image_id and category_id" if isinstance(p, dict) else f"not an object ({type(p).__name__})")
             continue
-        img = p["image_id"]
-        if isinstance(img, (list, dict)):
+        img, cat = _as_id(p["image_id"]), _as_id(p["category_id"])
+        if isinstance(img, (list, dict, bool)):
             skip("unknown_image_id", i, f"image_id {img!r}")
             continue
         if fmt == "coco_dataset" and file_name_by_pred_image:
@@ -186,8 +191,7 @@ def load_predictions(
         if img not in gt.images:
             skip("unknown_image_id", i, f"image_id {p['image_id']!r}")
             continue
-        cat = p["category_id"]
-        if isinstance(cat, (list, dict)) or cat not in gt.cat_names:
+        if isinstance(cat, (list, dict, bool)) or cat not in gt.cat_names:
             skip("unknown_category_id", i, f"category_id {cat!r}")
             continue
         if "score" not in p:

@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -242,8 +242,8 @@ def write_outputs(res, out_dir, images_dir=None, report: bool = True, n_overlays
 def render_report(m: Dict[str, Any], gt, pictures: Dict[str, Any], images_dir) -> str:
     L: List[str] = ["# Evaluation report", ""]
     L += [
-        f"- ground truth: `{m.get('meta.gt_json')}` ({m['meta.n_images']} images, {m['meta.n_gt']} annotations, {m['meta.n_categories']} categories)",
-        f"- predictions: `{m.get('meta.pred_json')}` ({m['meta.n_pred_input']} read, {m['meta.n_pred_used']} used; format {m['meta.pred_format']})",
+        f"- ground truth: `{m.get('meta.gt_json') or '(in memory)'}` ({m['meta.n_images']} images, {m['meta.n_gt']} annotations, {m['meta.n_categories']} categories)",
+        f"- predictions: `{m.get('meta.pred_json') or '(in memory)'}` ({m['meta.n_pred_input']} read, {m['meta.n_pred_used']} used; format {m['meta.pred_format']})",
         f"- COCO AP evaluated for: {', '.join(m['meta.iou_types_evaluated']) or 'nothing'}; "
         f"pixel metrics use predictions with score >= {_fmt(m.get('pixel.score_thr'), 2)}",
         "- all numbers are in `metrics.json` (flat dotted keys, documented in docs/evaluation.md); per-image values in `per_image.csv`",
