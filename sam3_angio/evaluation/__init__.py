@@ -17,6 +17,7 @@ from .keys import format_summary, nested, scalar_metrics
 from .mask_metrics import MaskMetricsEvaluator
 from .predictions import IGNORE_REASONS, PredictionSet, load_predictions
 from .meter import AngioCocoEvaluator, AngioCocoMeter  # noqa: E402  (registers with EVALUATORS)
+from .cass_head_meter import CassHeadMeter  # noqa: E402
 
 __all__ = [
     "AngioCocoEvaluator",

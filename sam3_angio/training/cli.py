@@ -112,6 +112,11 @@ def save_run_config(cfg: DictConfig) -> None:
         f.write(OmegaConf.to_yaml(cfg, resolve=True))
 
 
+# What the end-of-run summary prints (metrics.json has everything; see docs/evaluation.md).
+SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice",
+                "arcade_f1", "dice_f1", "cass.top1", "cass_head.top1", "cass_head.balanced_accuracy")
+
+
 def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> None:
     exp = cfg.paths.experiment_dir
     print(f"\nrun finished in {seconds:.0f} s; experiment folder: {exp}")
@@ -120,10 +125,10 @@ def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> N
         print(f"  checkpoint: {ckpt}")
     if metrics:
         print(f"  metrics:    {os.path.join(exp, 'metrics.json')}")
-        for key in sorted(k for k in metrics if k.count(".") == 1 and not k.startswith("per_class")):
-            value = metrics[key]
-            if isinstance(value, float):
-                print(f"    {key:<12} {value:.4f}")
+        for key in SUMMARY_KEYS:
+            value = metrics.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                print(f"    {key:<24} {value:.4f}")
     else:
         print("  no validation metrics were written (see the logs folder)")
 

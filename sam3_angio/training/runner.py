@@ -63,7 +63,7 @@ def summarize_val_stats(stats: Dict[str, Any]) -> Dict[str, Any]:
                 out[f"{iou}.{_COCO_KEYS[metric]}"] = value
         elif "/" in key and key.startswith("Meters_train/"):
             # Our own meters already report stable names (segm.AP, per_class.<name>.segm.AP, ...).
-            if "." in tail or tail in ("dice", "iou", "arcade_f1", "dice_f1"):
+            if "." in tail or tail in ("dice", "iou", "arcade_f1", "dice_f1"):  # e.g. cass_head.top1
                 out[tail] = value
     return out
 
@@ -81,8 +81,14 @@ def write_metrics(cfg: DictConfig) -> Optional[Dict[str, Any]]:
         return None
     last = json.loads(lines[-1])
     metrics = summarize_val_stats(last)
+    # Our meter writes the full set (per-class AP, Dice, F1, CASS, ignored counts) next to its dump.
+    for meter in (OmegaConf.select(cfg, "trainer.meters.val") or {}).values():
+        for conf in (meter or {}).values():
+            full = os.path.join(str(conf.get("dump_dir", "")), "metrics.json")
+            if conf.get("dump_dir") and os.path.isfile(full):
+                with open(full) as f:
+                    metrics.update(json.load(f))
     metrics["epoch"] = last.get("Trainer/epoch")
-    metrics["raw"] = last
     with open(os.path.join(exp_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
     return metrics
