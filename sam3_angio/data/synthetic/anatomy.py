@@ -210,7 +210,7 @@ def make_anatomy(rng: np.random.Generator) -> Anatomy:
 
     dominance = str(rng.choice(["right", "left", "co"], p=[0.8, 0.1, 0.1]))
     has_ramus = bool(rng.random() < 0.3)
-    k = rng.uniform(0.8, 1.1)  # calibre of this patient
+    k = rng.uniform(0.72, 0.98)  # calibre of this patient
     tort = rng.uniform(0.6, 2.0)  # tortuosity amplitude (mm)
     j = lambda sd: rng.normal(0.0, sd)  # noqa: E731
 
@@ -246,7 +246,8 @@ def make_anatomy(rng: np.random.Generator) -> Anatomy:
     # ---- left coronary: LM -> LAD (+D1, D2, septals), LCX (+OM1, OM2), optional ramus
     lm = add(
         "LM", "left",
-        [(-0.17, 5 + j(5), -0.55 * R), (-0.07, 25 + j(4), -0.22 * R), (0.0, 42 + j(3), -2.0)],
+        # left main: about 8-15 mm from the left sinus to the LAD/LCX bifurcation
+        [(-0.08, 33 + j(3), -0.17 * R), (-0.035, 38 + j(2), -0.07 * R), (0.0, 42 + j(2), -2.0)],
         4.3, 4.0, 11, wiggle=0.3,
     )
     bif = lm.params[-1]
@@ -306,7 +307,7 @@ def make_anatomy(rng: np.random.Generator) -> Anatomy:
     psi_crux = -150.0 + j(4)
     psi_am = rng.uniform(-102.0, -90.0)
     psi_rca_end = psi_crux if dominance in ("right", "co") else rng.uniform(-118.0, -108.0)
-    rca_ctrl = [(-0.17, -12 + j(4), -0.55 * R), (-0.06, -25 + j(4), -0.22 * R), (0.0, -45 + j(3), -3.0),
+    rca_ctrl = [(-0.12, -10 + j(4), -0.38 * R), (-0.05, -25 + j(4), -0.15 * R), (0.0, -45 + j(3), -3.0),
                 (0.03, -75 + j(3), -3.0), (0.05, psi_am, -3.0)]
     if psi_rca_end < psi_am - 10:
         rca_ctrl += [(0.06, 0.5 * (psi_am + psi_rca_end), -3.0), (0.05, psi_rca_end, -3.0)]
@@ -334,7 +335,7 @@ def make_anatomy(rng: np.random.Generator) -> Anatomy:
         if parent not in branches:
             continue
         pb = branches[parent]
-        for t in range(int(rng.poisson(2.2 if parent in ("LAD", "RCA") else 1.0))):
+        for t in range(int(rng.poisson(4.0 if parent in ("LAD", "RCA") else 1.8))):
             i, p = at(pb, rng.uniform(0.1, 0.9))
             sgn = 1.0 if rng.random() < 0.5 else -1.0
             d0 = min(1.2, 1.2 * pb.radius_ref[i] / k)

@@ -212,7 +212,7 @@ def generate_patient(index: int, cfg: SyntheticConfig, out: Path, split: str) ->
             view = CArmView(
                 primary_deg=cine.primary, secondary_deg=cine.secondary, height=H, width=W,
                 sid_mm=float(rng.uniform(1000.0, 1200.0)), sod_mm=float(rng.uniform(730.0, 780.0)),
-                detector_spacing_mm=float(rng.uniform(205.0, 255.0)) / cfg.size,
+                detector_spacing_mm=float(rng.uniform(165.0, 215.0)) / cfg.size,
                 isocenter=tuple(float(v) for v in 0.6 * all_pts.mean(axis=0) + rng.normal(0.0, 6.0, 3)),
             )
             bg = background_attenuation(anatomy, view, rng)

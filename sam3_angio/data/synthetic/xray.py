@@ -20,7 +20,7 @@ from .projection import CArmView
 
 # Linear attenuation coefficients (1/mm) at an effective ~60 keV angiographic spectrum.
 MU_TISSUE = 0.019
-MU_BONE_EXTRA = 0.011  # vertebral body minus the soft tissue it displaces
+MU_BONE_EXTRA = 0.008  # vertebral body minus the soft tissue it displaces
 MU_RIB_EXTRA = 0.009
 # Lung relative to soft tissue. Physically about 0.25; angiography systems compress the lung /
 # mediastinum range (log + harmonisation), so the effective value in the displayed image is higher.
@@ -110,16 +110,17 @@ def render_tubes(
             continue
         yy, xx = np.nonzero(near)
         i = idxmap[ind[0][sl][yy, xx], ind[1][sl][yy, xx]]
-        P = np.stack([xx + ix0, yy + iy0], axis=1).astype(np.float64)
+        px, py = (xx + ix0).astype(np.float64), (yy + iy0).astype(np.float64)
+        cx, cy = tube.xy[:, 0], tube.xy[:, 1]
         # Distance to the centerline pieces (i-1, i) and (i, i+1); a break falls back to the sample.
-        best_d = np.linalg.norm(P - tube.xy[i], axis=1)
+        best_d = np.hypot(px - cx[i], py - cy[i])
         best_a, best_b, best_t = i, i, np.zeros(len(i))
         for a, b in ((np.maximum(i - 1, 0), i), (i, np.minimum(i + 1, n - 1))):
-            A, B = tube.xy[a], tube.xy[b]
-            AB = B - A
-            L2 = np.maximum((AB**2).sum(axis=1), 1e-12)
-            t = np.clip(((P - A) * AB).sum(axis=1) / L2, 0.0, 1.0)
-            d = np.linalg.norm(P - (A + t[:, None] * AB), axis=1)
+            ax_, ay_ = cx[a], cy[a]
+            abx, aby = cx[b] - ax_, cy[b] - ay_
+            L2 = np.maximum(abx * abx + aby * aby, 1e-12)
+            t = np.clip(((px - ax_) * abx + (py - ay_) * aby) / L2, 0.0, 1.0)
+            d = np.hypot(px - ax_ - t * abx, py - ay_ - t * aby)
             valid = a != b
             if tube.breaks is not None:
                 valid &= ~tube.breaks[np.minimum(a, n - 2)]
@@ -143,7 +144,7 @@ def render_tubes(
             lab = np.where(best_t < 0.5, tube.label[best_a], tube.label[best_b])
             ys, xs = yy[inside] + iy0, xx[inside] + ix0
             r_mm = (r * lerp(tube.mm_per_px))[inside].astype(np.float32)
-            np.maximum.at(rad, (ys, xs), r_mm)
+            rad[ys, xs] = np.maximum(rad[ys, xs], r_mm)  # pixels are unique within a tube
             for lb in np.unique(lab[inside]):
                 m = masks.setdefault(int(lb), np.zeros((H, W), bool))
                 sel = lab[inside] == lb
@@ -175,6 +176,7 @@ def background_attenuation(anatomy: Anatomy, view: CArmView, rng: np.random.Gene
     H, W = view.height, view.width
     th = anatomy.thorax
     src, dirs = view.rays()
+    dirs = dirs.astype(np.float32)  # chord lengths to well under 0.01 mm; halves the work
     eye = np.eye(3)
     cx, cy = th.center_xy
     chest, _ = _chord_quadric(src, dirs, np.array([1 / th.semi_axes_xy[0], 1 / th.semi_axes_xy[1], 0.0]),
@@ -198,7 +200,7 @@ def background_attenuation(anatomy: Anatomy, view: CArmView, rng: np.random.Gene
     ph = np.mod(z - th.vertebra_phase, th.vertebra_period) / th.vertebra_period
     body = np.clip((0.5 - np.abs(ph - 0.5)) * th.vertebra_period / 6.0, 0.0, 1.0)
     body = body * body * (3.0 - 2.0 * body)  # smooth endplates, discs about 6 mm
-    att += ndimage.gaussian_filter(MU_BONE_EXTRA * spine * (0.45 + 0.55 * body), 1.2 * max(H, W) / 512.0)
+    att += ndimage.gaussian_filter(MU_BONE_EXTRA * spine * (0.6 + 0.4 * body), 1.2 * max(H, W) / 512.0)
 
     # Ribs: tubes along 3D arcs.
     pts = np.concatenate(th.ribs)
@@ -261,7 +263,10 @@ def make_exposure(rng: np.random.Generator, background_att: np.ndarray, size: in
     c = background_att[H // 8: H - H // 8, W // 8: W - W // 8]
     median_att = float(np.median(c))
     photons = rng.uniform(200.0, 600.0) * float(np.exp(median_att))
-    smooth = ndimage.gaussian_filter(background_att.astype(np.float64), max(H, W) / 14.0)
+    # large-scale background: smoothed at 1/8 resolution (same result, 60x less work)
+    small = ndimage.zoom(background_att.astype(np.float64), 0.125, order=1)
+    smooth = ndimage.zoom(ndimage.gaussian_filter(small, max(H, W) / 14.0 / 8.0, mode="nearest"),
+                          (H / small.shape[0], W / small.shape[1]), order=1)[:H, :W]
     harmonise = rng.uniform(0.7, 0.88)
     scale = size / 512.0
     return Exposure(
@@ -269,7 +274,7 @@ def make_exposure(rng: np.random.Generator, background_att: np.ndarray, size: in
         focal_blur_px=rng.uniform(0.6, 1.0) * scale,
         detector_blur_px=rng.uniform(0.4, 0.7) * scale,
         background=(median_att + harmonise * (smooth - median_att)).astype(np.float32),
-        level=rng.uniform(0.45, 0.56),
+        level=rng.uniform(0.42, 0.52),
         scale=rng.uniform(0.38, 0.52),
     )
 
@@ -280,11 +285,11 @@ def expose(att: np.ndarray, exposure: Exposure, rng: np.random.Generator) -> np.
     transmission exp(-att) -> focal-spot blur -> Poisson(quanta) -> -log -> detector blur ->
     harmonisation -> window.
     """
-    t = np.exp(-att.astype(np.float64))
+    t = np.exp(-att.astype(np.float32))
     if exposure.focal_blur_px > 0.05:
-        t = ndimage.gaussian_filter(t, exposure.focal_blur_px)
-    counts = rng.poisson(exposure.photons * t)
-    est = -np.log(np.maximum(counts, 0.5) / exposure.photons)
+        t = ndimage.gaussian_filter(t, exposure.focal_blur_px, truncate=3.0)
+    counts = rng.poisson(exposure.photons * t.astype(np.float64)).astype(np.float32)
+    est = -np.log(np.maximum(counts, 0.5) / np.float32(exposure.photons))
     if exposure.detector_blur_px > 0.05:
-        est = ndimage.gaussian_filter(est, exposure.detector_blur_px)
+        est = ndimage.gaussian_filter(est, exposure.detector_blur_px, truncate=3.0)
     return np.clip(exposure.level - exposure.scale * (est - exposure.background), 0.0, 1.0)
