@@ -5,7 +5,8 @@
    mmap_mode="r", copy one frame) against ``np.load(path)[k]`` (what reading the whole cine costs).
    Time per read (median of --reads random frames, page cache warm for both) and peak Python-heap
    memory (tracemalloc), same process; ratios full / mmap.
-2. Generation throughput of the synthetic generator (frames written per second).
+2. Generation throughput of the synthetic generator (frames written per second), at the demo's
+   256 px / T=8 and at --gen-size / --gen-frames.
 3. Conversion throughput (CSV -> COCO, images per second) on the generated set with its cines
    lengthened to T=120 (frames tiled), with the memory-mapped read and with a whole-cine read.
 
@@ -66,13 +67,19 @@ def bench_read(tmp: Path, size: int, n_frames: int, reads: int) -> None:
     path.unlink()
 
 
-def bench_pipeline(tmp: Path, patients: int, size: int, frames: int) -> None:
+def bench_generation(out: Path, patients: int, size: int, frames: int) -> Path:
     t = time.perf_counter()
-    csv_path = generate_dataset(tmp / "syn", n_patients=patients, seed=0, frames=frames, size=size, progress=False)
+    csv_path = generate_dataset(out, n_patients=patients, seed=0, frames=frames, size=size, progress=False)
     gen_s = time.perf_counter() - t
-    n_written = sum(np.load(p, mmap_mode="r").shape[0] for p in (tmp / "syn" / "cines").glob("*.npy"))
+    n_written = sum(np.load(p, mmap_mode="r").shape[0] for p in (out / "cines").glob("*.npy"))
     print(f"generation: {patients} patients, {size} px, T={frames}: {n_written} frames in {gen_s:.1f} s "
           f"= {n_written / gen_s:.1f} frames/s")
+    return csv_path
+
+
+def bench_pipeline(tmp: Path, patients: int, size: int, frames: int) -> None:
+    bench_generation(tmp / "syn_demo", patients, 256, 8)  # the embedded demo's settings
+    csv_path = bench_generation(tmp / "syn", patients, size, frames)
 
     # Lengthen every cine to T=120 (tiled frames) so the whole-cine baseline pays a realistic price.
     long_dir = tmp / "syn_t120"

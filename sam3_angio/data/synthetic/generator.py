@@ -141,7 +141,7 @@ def _plan_cines(rng: np.random.Generator, pid: str, phase: str, lesions: List[Le
     for les in lesions:
         by_side.setdefault(INJECTION_SIDE[_VIEW_VESSEL[les.cass]], []).append(les.cass)
     sides = list(by_side)
-    if phase == "PRE" and len(sides) == 1 and rng.random() < 0.6:
+    if phase == "PRE" and len(sides) == 1 and rng.random() < 0.8:
         sides.append("right" if sides[0] == "left" else "left")  # diagnostic run of the other side
     cines = []
     for side in sides:
