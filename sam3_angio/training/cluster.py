@@ -326,11 +326,6 @@ def submit(
     """
     out = out or sys.stdout
     cfg = apply_flags(deepcopy(cfg), args)
-    if shutil.which("sbatch") is None:
-        raise UserError(
-            "--use-cluster 1 but SLURM's sbatch is not on PATH: submit from a SLURM login node, "
-            "or run without --use-cluster (scripts/slurm/start.sh starts a one-node test cluster)"
-        )
     cpu = use_cpu(cfg)
     with open_dict(cfg):
         if OmegaConf.select(cfg, "trainer.accelerator") is not None:
@@ -348,6 +343,11 @@ def submit(
         _check_distinct_save_dirs(cfgs)
     else:
         cfgs = [cfg]
+    if shutil.which("sbatch") is None:
+        raise UserError(
+            "--use-cluster 1 but SLURM's sbatch is not on PATH: submit from a SLURM login node, "
+            "or run without --use-cluster (scripts/slurm/start.sh starts a one-node test cluster)"
+        )
     if prepare is not None:
         for c in cfgs:
             prepare(c)
