@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from data_fixtures import read_rows, tiny_synthetic
 from PIL import Image
 

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -43,11 +43,6 @@ CASS_TO_VESSEL_NAME: Dict[int, str] = {
 CASS_TO_PATTERN: Dict[int, str] = {
     1: "PROX_RCA", 2: "MID_RCA", 3: "DIST_RCA", 4: "PDA", 12: "PROX_LAD", 13: "MID_LAD", 14: "DIST_LAD",
     15: "D1", 16: "D2", 18: "PROX_LCX", 19: "MID_LCX", 20: "OM1", 21: "OM2", 28: "RAMUS",
-}
-# The view is chosen for the vessel that carries the lesion.
-_VIEW_VESSEL: Dict[int, str] = {
-    1: "RCA", 2: "RCA", 3: "RCA", 4: "PDA", 12: "LAD", 13: "LAD", 14: "LAD", 15: "LAD", 16: "LAD",
-    18: "LCX", 19: "LCX", 20: "LCX", 21: "LCX", 28: "Ramus",
 }
 
 FPS = 15.0
@@ -139,16 +134,19 @@ def _phase_pct(rng: np.random.Generator, phase: str) -> float:
 def _plan_cines(rng: np.random.Generator, pid: str, phase: str, lesions: List[Lesion]) -> List[_Cine]:
     by_side: Dict[str, List[int]] = {}
     for les in lesions:
-        by_side.setdefault(INJECTION_SIDE[_VIEW_VESSEL[les.cass]], []).append(les.cass)
+        by_side.setdefault(INJECTION_SIDE[CASS_TO_VESSEL_NAME[les.cass]], []).append(les.cass)
     sides = list(by_side)
     if phase == "PRE" and len(sides) == 1 and rng.random() < 0.8:
         sides.append("right" if sides[0] == "left" else "left")  # diagnostic run of the other side
     cines = []
     for side in sides:
-        targets = by_side.get(side) or ([12, 19][int(rng.integers(2))] if side == "left" else 2,)
+        if side in by_side:  # views chosen for the lesion vessels
+            targets = by_side[side]
+        else:  # a diagnostic run of the other side: a view of its main vessel
+            targets = [[12, 19][int(rng.integers(2))]] if side == "left" else [2]
         n_views = 2 if rng.random() < 0.35 else 1
         for _ in range(n_views):
-            vessel = _VIEW_VESSEL[int(targets[int(rng.integers(len(targets)))])]
+            vessel = CASS_TO_VESSEL_NAME[int(targets[int(rng.integers(len(targets)))])]
             name, p, s = sample_view(rng, vessel)
             cines.append(_Cine(f"{pid}_{phase}_{len(cines) + 1}", phase, side, vessel, name, p, s))
     return cines

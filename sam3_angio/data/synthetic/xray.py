@@ -10,7 +10,7 @@ crosses ``2 sqrt(r^2 - d^2) / sin(alpha)`` mm of lumen (alpha: angle between ray
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
