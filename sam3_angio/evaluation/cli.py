@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("-c", "--config", help="training config (path or name) whose model to run")
     mod.add_argument("--checkpoint", help="checkpoint.pt to evaluate")
     mod.add_argument("--split", default="val", help="data split to run on (default: val)")
+    mod.add_argument("overrides", nargs="*", help="Hydra overrides for the config, e.g. paths.data_root=/data")
     out = p.add_argument_group("output and options")
     out.add_argument("--out", help="output folder for metrics.json, report.md, pictures (model mode default: outputs/eval/<config>_<split>)")
     out.add_argument("--images", help="folder with the frames (file_name of the ground truth), for overlay pictures")
@@ -90,8 +91,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             report=not args.no_report,
             n_overlays=args.overlays,
         )
-    except EvaluationInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:
+        from sam3_angio.errors import UserError
+        from sam3_angio.training.cli import find_user_error
+
+        user_error = e if isinstance(e, EvaluationInputError) else find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
     print(format_summary(metrics))
     if out_dir is not None:
@@ -116,7 +123,8 @@ def _run_model(args):
         ) from None
     stem = os.path.splitext(os.path.basename(args.config))[0]
     out_dir = args.out or os.path.join("outputs", "eval", f"{stem}_{args.split}")
-    result = predict_mod.predict_split(args.config, args.checkpoint, args.split, out_dir)
+    result = predict_mod.predict_split(args.config, args.checkpoint, args.split, out_dir,
+                                       overrides=args.overrides)
     gt_json, logits = args.gt, None
     if isinstance(result, dict):
         pred_json, gt_json = result["pred_json"], gt_json or result.get("gt_json")
@@ -126,7 +134,10 @@ def _run_model(args):
     else:
         pred_json = result
     if gt_json is None and hasattr(predict_mod, "split_annotations"):
-        gt_json = predict_mod.split_annotations(args.config, args.split)
+        gt_json = predict_mod.split_annotations(args.config, args.split, args.overrides)
+    if args.images is None and gt_json:
+        images = os.path.join(os.path.dirname(os.fspath(gt_json)), "images")
+        args.images = images if os.path.isdir(images) else None
     if gt_json is None:
         raise EvaluationInputError(
             f"predictions written to {pred_json}, but the split's ground truth is unknown: pass --gt "

@@ -1,0 +1,58 @@
+"""tools/eval.py model mode: the checkpoint of a run, predicted again over the split, gives exactly
+the predictions (and so the metrics) the run's own validation wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_train, small_run_overrides
+
+
+@pytest.fixture(scope="module")
+def trained_cass(tiny_data_root, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("cass_run")
+    run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1)], check=True)
+    return exp
+
+
+def _by_key(preds):
+    return {(p["image_id"], p["category_id"], round(p["score"], 4)): p for p in preds}
+
+
+def test_eval_model_mode_reproduces_the_runs_validation(trained_cass, tiny_data_root, tmp_path):
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "eval.py"), "-c", "configs/angiography/cass.yaml",
+         "--checkpoint", str(trained_cass / "checkpoints" / "checkpoint.pt"), "--out", str(out),
+         f"paths.data_root={tiny_data_root}", "model.name=sam3_tiny"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ours = json.loads((out / "coco_predictions_segm.json").read_text())
+    runs = json.loads((trained_cass / "predictions" / "coco_predictions_segm.json").read_text())
+    assert len(ours) == len(runs) > 0
+    a, b = _by_key(ours), _by_key(runs)
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k]["segmentation"] == b[k]["segmentation"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    run_metrics = json.loads((trained_cass / "metrics.json").read_text())
+    for key in ("bbox.AP", "segm.AP", "segm.AP50", "dice"):
+        assert metrics[key] == pytest.approx(run_metrics[key], abs=1e-9), key
+    head = json.loads((out / "cass_head.json").read_text())
+    assert head["n_images"] > 0 and 0.0 <= head["top1"] <= 1.0
+
+
+def test_eval_model_mode_names_a_missing_split(trained_cass, tiny_data_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "eval.py"), "-c", "cass", "--checkpoint",
+         str(trained_cass / "checkpoints" / "checkpoint.pt"), "--split", "test", "--out", str(tmp_path),
+         f"paths.data_root={tiny_data_root}", "model.name=sam3_tiny"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 2
+    assert "split 'test'" in proc.stderr and "Traceback" not in proc.stderr
