@@ -8,6 +8,8 @@ CASS cross-entropy).
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Dict, Optional
 
 import torch
@@ -43,8 +45,12 @@ class AngioLoss(nn.Module):
     """SAM3's ``Sam3LossWrapper`` + CASS cross-entropy, with optional group weighting."""
 
     def __init__(self, sam3_loss: nn.Module, cass_loss: Optional[nn.Module] = None, cass_weight: float = 1.0,
-                 group_weights: Optional[Dict[str, float]] = None):
+                 group_weights: Optional[Dict[str, float]] = None, trace_dir: Optional[str] = None):
         super().__init__()
+        # trace_dir: each training step's losses, one JSON line a step in loss_trace_rank<r>.jsonl
+        # (compare ranks of a DDP run, or a run with its reference).
+        self.trace_dir = trace_dir
+        self._trace_step = 0
         self.sam3_loss = sam3_loss
         self.cass_loss = cass_loss
         self.factors = group_factors(group_weights)
@@ -59,6 +65,21 @@ class AngioLoss(nn.Module):
                         fn.weight_dict[key] = fn.weight_dict[key] * self.factors[group]
 
     def forward(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
+        losses = self._forward(find_stages, find_targets)
+        if self.trace_dir and torch.is_grad_enabled():
+            self._trace(losses)
+        return losses
+
+    def _trace(self, losses: Dict[str, torch.Tensor]) -> None:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        os.makedirs(self.trace_dir, exist_ok=True)
+        row = {"step": self._trace_step, "rank": rank}
+        row.update({k: float(v) for k, v in losses.items() if torch.as_tensor(v).numel() == 1})
+        with open(os.path.join(self.trace_dir, f"loss_trace_rank{rank}.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._trace_step += 1
+
+    def _forward(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
         losses = self.sam3_loss(find_stages, find_targets)
         if self.cass_loss is None:
             return losses
