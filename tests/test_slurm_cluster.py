@@ -54,7 +54,8 @@ def test_trivial_job_runs_and_submit_says_where_to_look(slurm_cluster, tmp_path)
     for needle in (f"squeue -j {job.job_id}", f"tail -f {job.paths.stdout}", f"sacct -j {job.job_id}",
                    record["submitit_folder"]):
         assert needle in printed
-    assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
+    if slurm_cluster.accounting:
+        assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
     print(f"\nturnaround (submit -> result) of a trivial job: {turnaround:.2f} s")
 
 
@@ -112,7 +113,8 @@ def test_failing_job_raises_with_its_traceback_in_the_log_it_named(slurm_cluster
     log = job.paths.stderr.read_text()
     assert "Traceback" in log and "DeliberateFailure: deliberate failure in a cluster task" in log
     assert "rank 0 failed" in log  # our own error line, not only submitit's
-    assert slurm_cluster.sacct_state(job.job_id) == "FAILED"
+    if slurm_cluster.accounting:
+        assert slurm_cluster.sacct_state(job.job_id) == "FAILED"
     assert waited < 60
 
 

@@ -139,13 +139,12 @@ def record_env(cfg):
 
 
 def test_task_sets_the_rank_environment_from_slurm_and_requeues_itself(monkeypatch):
-    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "SAM3_ANGIO_THREADS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
-    for key, value in dict(SLURM_JOB_ID="41", SLURM_NTASKS="4", SLURM_PROCID="3", SLURM_LOCALID="1",
-                           SLURM_JOB_NUM_NODES="2", SLURM_NODEID="1", SLURM_JOB_NODELIST="gpu[07-08]",
-                           SLURM_CPUS_PER_TASK="5").items():
-        monkeypatch.setenv(key, value)
+    # The task writes os.environ: give it a copy, so nothing leaks into later tests (or their jobs).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(SUBMITIT_EXECUTOR="slurm", SAM3_ANGIO_THREADS="7", SLURM_JOB_ID="41", SLURM_NTASKS="4",
+               SLURM_PROCID="3", SLURM_LOCALID="1", SLURM_JOB_NUM_NODES="2", SLURM_NODEID="1",
+               SLURM_JOB_NODELIST="gpu[07-08]", SLURM_CPUS_PER_TASK="5")
+    monkeypatch.setattr(os, "environ", env)
     task = cluster.ClusterTask(make_cfg(), port=23456, target=f"{__name__}.record_env", cpu=True)
     env = task()
     assert env == {"MASTER_ADDR": "gpu07", "MASTER_PORT": "23456", "RANK": "3", "LOCAL_RANK": "1",

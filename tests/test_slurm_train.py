@@ -43,7 +43,8 @@ def test_cluster_training_writes_checkpoint_and_metrics_and_resubmission_resumes
     assert "cpu (gloo, no GPUs requested)" in proc.stdout  # no GPU here: CPU ranks
     wait_for_job(job, timeout=600)
     job.result()  # raises with the task's traceback if training failed
-    assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
+    if slurm_cluster.accounting:
+        assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
     assert checkpoint_epoch(exp) == 2
     metrics = json.loads((exp / "metrics.json").read_text())
     assert 0.0 <= metrics["segm.AP"] <= 1.0 and metrics["epoch"] == 1

@@ -72,9 +72,11 @@ class ClusterTask(submitit.helpers.Checkpointable):
         os.environ["RANK"] = str(env.global_rank)
         os.environ["LOCAL_RANK"] = str(env.local_rank)
         os.environ["WORLD_SIZE"] = str(env.num_tasks)
-        if self.cpu and "SAM3_ANGIO_THREADS" not in os.environ:
-            # CPU ranks: each rank uses the cores SLURM gave its task, no more.
-            os.environ["SAM3_ANGIO_THREADS"] = os.environ.get("SLURM_CPUS_PER_TASK", "1")
+        if self.cpu:
+            # CPU ranks: each rank uses the cores SLURM gave its task, no more (whatever the
+            # submitting shell, whose environment the job inherits, said).
+            os.environ["SAM3_ANGIO_THREADS"] = os.environ.get(
+                "SLURM_CPUS_PER_TASK", os.environ.get("SAM3_ANGIO_THREADS", "1"))
         log.info(
             "SLURM job %s rank %d/%d (local %d) on %s, run %d, master %s:%s, experiment %s",
             env.job_id, env.global_rank, env.num_tasks, env.local_rank, env.hostname, self.runs,
