@@ -18,6 +18,7 @@ from sam3.train.data.coco_json_loaders import COCO_FROM_JSON
 from sam3.train.data.collator import collate_fn_api
 from sam3.train.data.sam3_image_dataset import Sam3ImageDataset
 
+from sam3_angio.errors import DataError
 from sam3_angio.registry import DATASETS
 
 UNKNOWN_ANGLES = (0.0, 0.0)  # placeholder values only; `view_known=False` is what says "unknown"
@@ -26,7 +27,7 @@ UNKNOWN_ANGLES = (0.0, 0.0)  # placeholder values only; `view_known=False` is wh
 def parse_view_angles(record: Dict[str, Any], where: str) -> Optional[tuple]:
     """``(primary, secondary)`` in degrees from an image record, or None when the record has none.
 
-    Raises ValueError naming ``where`` for a malformed or non-finite value.
+    Raises DataError naming ``where`` for a malformed or non-finite value.
     """
     va = record.get("view_angles")
     if va is None:
@@ -34,12 +35,12 @@ def parse_view_angles(record: Dict[str, Any], where: str) -> Optional[tuple]:
     try:
         p, s = float(va["primary"]), float(va["secondary"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(
+        raise DataError(
             f"{where}: view_angles must be {{'primary': degrees, 'secondary': degrees}} or null, "
             f"found {va!r} ({e})"
         ) from None
     if not (math.isfinite(p) and math.isfinite(s)):
-        raise ValueError(
+        raise DataError(
             f"{where}: view_angles {va!r} are not finite (NaN/inf); use null for unknown angles"
         )
     return p, s
@@ -48,7 +49,25 @@ def parse_view_angles(record: Dict[str, Any], where: str) -> Optional[tuple]:
 @DATASETS.register()
 class AngioCocoLoader(COCO_FROM_JSON):
     """SAM3's COCO_FROM_JSON (one text query per category per image) that also hands each image's
-    view angles and metadata to the dataset."""
+    view angles and metadata to the dataset.
+
+    ``labels_exhaustive=False`` is for study data where a frame's CSV rows label only some of the
+    visible segments: every query is then marked non-exhaustive, and SAM3's ``weak_loss`` drops the
+    negative loss there, so an unlabelled but visible segment is not taught as "absent". An image
+    record's own ``labels_exhaustive`` key, when present, wins.
+    """
+
+    def __init__(self, annotation_file, labels_exhaustive: bool = True, **kwargs):
+        super().__init__(annotation_file, **kwargs)
+        self.labels_exhaustive = bool(labels_exhaustive)
+
+    def loadQueriesAndAnnotationsFromDatapoint(self, idx):
+        queries, annotations = super().loadQueriesAndAnnotationsFromDatapoint(idx)
+        record = self._raw_data[idx // len(self.category_chunks)]["image"]
+        exhaustive = bool(record.get("labels_exhaustive", self.labels_exhaustive))
+        for q in queries:
+            q["is_exhaustive"] = exhaustive
+        return queries, annotations
 
     def loadImagesFromDatapoint(self, idx):
         images = super().loadImagesFromDatapoint(idx)
@@ -64,11 +83,13 @@ class AngioImageDataset(Sam3ImageDataset):
     """Sam3ImageDataset over our COCO export: attaches ``view_angles`` (2,) and ``view_known`` to
     each Datapoint. ``require_view_angles=True`` makes a frame without angles an error."""
 
-    def __init__(self, *args, require_view_angles: bool = False, coco_json_loader=None, **kwargs):
+    def __init__(self, *args, require_view_angles: bool = False, labels_exhaustive: bool = True,
+                 coco_json_loader=None, **kwargs):
         import functools
 
         if coco_json_loader is None:
-            coco_json_loader = functools.partial(AngioCocoLoader, include_negatives=True)
+            coco_json_loader = functools.partial(AngioCocoLoader, include_negatives=True,
+                                                 labels_exhaustive=labels_exhaustive)
         self.require_view_angles = require_view_angles
         super().__init__(*args, coco_json_loader=coco_json_loader, **kwargs)
         self._check_angles()
@@ -83,7 +104,7 @@ class AngioImageDataset(Sam3ImageDataset):
             where = f"{self.annFile}: image id {rec.get('id')} ({rec.get('file_name')})"
             angles = parse_view_angles(rec, where)
             if angles is None and self.require_view_angles:
-                raise ValueError(
+                raise DataError(
                     f"{where} has no view_angles (expected degrees, LAO/CRA positive); pass "
                     f"data.require_view_angles=false to train without view conditioning"
                 )
