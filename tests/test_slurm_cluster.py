@@ -150,10 +150,17 @@ def test_preempted_job_is_requeued_and_resumes_from_its_saved_state(slurm_cluste
     assert "requeueing; the next run resumes from checkpoint.pt" in log and "Requeued job" in log
 
 
-def test_sbatch_refusal_is_a_user_error_that_names_the_cause(slurm_cluster, tmp_path):
-    cfg = small_cfg(tmp_path, constraint="a100")  # this cluster's node has no features
+@pytest.mark.parametrize("overrides, needles", [
+    # this cluster's node has no features
+    ({"constraint": "a100"}, ["Invalid feature", "submitit.constraint", "--constraint=a100"]),
+    # more CPUs than the node has: refused at once (EnforcePartLimits), not pending for ever
+    ({"cpus_per_task": 64}, ["More processors requested than permitted", "lower submitit.cpus_per_task",
+                             "--cpus-per-task=64"]),
+])
+def test_sbatch_refusal_is_a_user_error_that_names_the_cause(slurm_cluster, tmp_path, overrides, needles):
     with pytest.raises(UserError) as err:
-        submit(cfg, "record_task")
+        submit(small_cfg(tmp_path, **overrides), "record_task")
     message = str(err.value)
-    assert "sbatch refused the job" in message and "Invalid feature" in message
-    assert "submitit.constraint" in message and "--constraint=a100" in message
+    assert message.startswith("sbatch refused the job")
+    for needle in needles:
+        assert needle in message, (needle, message)

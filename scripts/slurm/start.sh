@@ -141,6 +141,8 @@ if ! alive slurmctld "$RUN_PIDFILE_CTLD"; then
         echo "SelectTypeParameters=CR_Core_Memory"
         echo "DefMemPerCPU=$def_mem"
         echo "SchedulerType=sched/backfill"
+        # Refuse at submission what this node can never run (instead of pending for ever).
+        echo "EnforcePartLimits=ALL"
         echo "MpiDefault=none"
         echo "MailProg=/bin/true"
         echo "ReturnToService=2"
