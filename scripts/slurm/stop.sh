@@ -41,23 +41,32 @@ if pid_of slurmctld "$STATE/run/slurmctld.pid" >/dev/null; then
 fi
 
 status=0
-for entry in "slurmd run/slurmd.pid" "slurmctld run/slurmctld.pid" "slurmdbd run/slurmdbd.pid" \
-    "mariadbd mysql-run/mariadbd.pid" "munged munge/munged.pid"; do
-    read -r name file <<<"$entry"
-    pid=$(pid_of "$name" "$STATE/$file") || continue
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
-        [[ -d /proc/$pid ]] || break
-        sleep 0.2
+# stop_group "NAME PIDFILE" ...: SIGTERM to each, wait up to 20 s for all, SIGKILL what is left.
+stop_group() {
+    local entry name file pid pids=() names=() i
+    for entry in "$@"; do
+        read -r name file <<<"$entry"
+        pid=$(pid_of "$name" "$STATE/$file") || continue
+        kill -TERM "$pid" 2>/dev/null && pids+=("$pid") && names+=("$name")
     done
-    if [[ -d /proc/$pid ]]; then
-        say "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null
-        sleep 0.5
-        [[ -d /proc/$pid ]] && { say "$name (pid $pid) still running"; status=1; }
-    fi
-    say "stopped $name (pid $pid)"
-done
+    for i in "${!pids[@]}"; do
+        for ((t = 0; t < 200; t++)); do
+            [[ -d /proc/${pids[$i]} ]] || break
+            sleep 0.1
+        done
+        if [[ -d /proc/${pids[$i]} ]]; then
+            say "${names[$i]} (pid ${pids[$i]}) ignored SIGTERM for 20 s; sending SIGKILL"
+            kill -KILL "${pids[$i]}" 2>/dev/null
+            sleep 0.5
+            [[ -d /proc/${pids[$i]} ]] && { say "${names[$i]} (pid ${pids[$i]}) still running"; status=1; }
+        fi
+        say "stopped ${names[$i]} (pid ${pids[$i]})"
+    done
+}
+# Dependents first: slurmctld reports to slurmdbd, which writes to MariaDB; all of them use munge.
+stop_group "slurmd run/slurmd.pid" "slurmctld run/slurmctld.pid"
+stop_group "slurmdbd run/slurmdbd.pid"
+stop_group "mariadbd mysql-run/mariadbd.pid" "munged munge/munged.pid"
 
 # slurmstepd of a job that was killed with its slurmd: stop the ones that belong to this cluster.
 for d in /proc/[0-9]*; do
