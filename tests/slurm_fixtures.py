@@ -10,10 +10,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import pytest
 
@@ -179,13 +178,3 @@ def resumable_counter(cfg) -> Dict[str, Any]:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, state_path)
     return state
-
-
-def main() -> Optional[int]:  # pragma: no cover - manual use: python tests/slurm_fixtures.py
-    """Start the cluster as the fixture would and print its status."""
-    proc = subprocess.run(["bash", str(START)])
-    return proc.returncode
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -42,8 +42,6 @@ DEFAULT_SIGNAL_DELAY_S = 90
 SUBMITIT_SUBDIR = "submitit"
 JOB_RECORD = "submitit_job.json"
 
-_FLAGS = ("use_cluster", "partition", "account", "qos", "num_gpus", "num_nodes")
-
 
 # --------------------------------------------------------------------------- the task that runs on a node
 class ClusterTask(submitit.helpers.Checkpointable):
