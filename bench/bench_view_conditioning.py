@@ -7,7 +7,7 @@ encoder/decoder of SAM3 are not in the naming path, so leaving them out changes 
 Data: synthetic angiograms (``ensure_demo_data``, CASS task), where a segment's place in the frame depends
 on the C-arm view.
 
-    python bench/bench_view_conditioning.py [--patients 40] [--epochs 60] [--seed 0] [--data DIR]
+    python bench/bench_view_conditioning.py [--patients 40] [--epochs 60] [--seed 0] [--data DIR] [--compare-global]
 """
 
 from __future__ import annotations
@@ -61,12 +61,14 @@ def backbone_features(detector, x, batch=8):
     return [torch.cat([f[lvl] for f in feats]) for lvl in range(len(feats[0]))]
 
 
-def run(conditioning: bool, detector, train, val, class_ids, epochs: int, seed: int, lr: float = 1e-3):
+def run(conditioning: bool, detector, train, val, class_ids, epochs: int, seed: int, lr: float = 1e-3,
+        pooling: str = "region"):
     from sam3_angio.losses import CassCrossEntropy
     from sam3_angio.model.view_conditioned import ViewConditionedSam3
 
     torch.manual_seed(seed)
-    model = ViewConditionedSam3(detector, class_ids=class_ids, view_conditioning=conditioning)
+    model = ViewConditionedSam3(detector, class_ids=class_ids, view_conditioning=conditioning,
+                                cass_pooling=pooling)
     heads = [p for n, p in model.named_parameters() if not n.startswith("detector.")]
     opt = torch.optim.AdamW(heads, lr=lr, weight_decay=1e-4)
     table = model._cat_to_class
@@ -111,6 +113,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", help="existing data root (coco_cass below it); default: a temporary folder")
     p.add_argument("--size", type=int, default=224)
+    p.add_argument("--compare-global", action="store_true",
+                   help="also train the globally pooled head (the study's phase 2 design), with angles")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     from sam3_angio.cass import DEFAULT_CLASS_IDS
@@ -132,11 +136,17 @@ def main(argv=None) -> int:
     for conditioning in (True, False):
         results[conditioning] = run(conditioning, detector, splits["train"], splits["val"],
                                     list(DEFAULT_CLASS_IDS), args.epochs, args.seed)
+    if args.compare_global:
+        glob = run(True, detector, splits["train"], splits["val"], list(DEFAULT_CLASS_IDS), args.epochs,
+                   args.seed, pooling="global")
     cpu_min = (time.process_time() - t0) / 60
     on, off = results[True], results[False]
     print(f"CASS top-1 with view conditioning:    {on[0]:.4f}  (balanced {on[1]:.4f}, {on[2]} val segments)")
     print(f"CASS top-1 without view conditioning: {off[0]:.4f}  (balanced {off[1]:.4f})")
     print(f"difference (with - without):          {on[0] - off[0]:+.4f}  ratio {on[0] / max(off[0], 1e-9):.3f}")
+    if args.compare_global:
+        print(f"CASS top-1, global pooling + angles:  {glob[0]:.4f}  (balanced {glob[1]:.4f}): the whole frame "
+              f"cannot say which segment is meant")
     print(f"CPU minutes: {cpu_min:.1f}")
     return 0
 

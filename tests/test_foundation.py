@@ -260,3 +260,14 @@ def test_accelerator_auto_resolves_to_cpu_with_gloo_here():
         assert cfg.trainer.accelerator == "cpu"
         assert cfg.model.resolved == "sam3_tiny"
         assert cfg.trainer.optim.amp.enabled is False
+
+
+def test_cluster_submission_from_a_gpu_less_login_node_targets_the_gpu_partition():
+    from sam3_angio.training.config import compose, finalize
+
+    cfg = finalize(compose("cass", ["submitit.use_cluster=true", "submitit.cpu_only=false",
+                                    "paths.sam3_checkpoint=/models/sam3.pt"]))
+    assert cfg.trainer.accelerator == "cuda" and cfg.model.resolved == "sam3"
+    assert cfg.trainer.optim.amp.enabled is True
+    cpu = finalize(compose("cass", ["submitit.use_cluster=true", "submitit.cpu_only=true"]))
+    assert cpu.trainer.accelerator == "cpu" and cpu.model.resolved == "sam3_tiny"

@@ -94,12 +94,15 @@ def _values(d):
     return list(OmegaConf.to_container(d, resolve=True).values())
 
 
-def resolve_accelerator(requested: str) -> str:
+def resolve_accelerator(requested: str, cuda: Optional[bool] = None, where: str = "here") -> str:
+    """``auto`` -> cuda/cpu. ``cuda`` says whether the machine that will run has CUDA (default: this one)."""
+    local = cuda is None
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
+        return "cuda" if cuda else "cpu"
+    if requested == "cuda" and not cuda and local:
         raise ConfigError(
-            "trainer.accelerator=cuda but no CUDA device is visible; use trainer.accelerator=auto or cpu"
+            f"trainer.accelerator=cuda but no CUDA device is visible {where}; use trainer.accelerator=auto or cpu"
         )
     if requested not in ("cpu", "cuda"):
         raise ConfigError(f"trainer.accelerator={requested!r}: expected auto, cpu or cuda")
@@ -125,11 +128,20 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
         for key in ("data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
             if key in cfg.paths:
                 cfg.paths[key] = _abs(OmegaConf.select(cfg, f"paths.{key}"), base)
+        # Where the run will execute decides cuda vs cpu: this machine, or - for a SLURM submission from
+        # a login node without GPUs - the partition (submitit.cpu_only, when set).
+        cuda = None
+        if OmegaConf.select(cfg, "submitit.use_cluster"):
+            cpu_only = OmegaConf.select(cfg, "submitit.cpu_only")
+            if cpu_only is not None:
+                cuda = not bool(cpu_only)
+            elif cfg.trainer.accelerator == "cuda":
+                cuda = True
         try:
-            cfg.model.resolved = resolve_model_name(cfg.model.name, cfg.paths.sam3_checkpoint)
+            cfg.model.resolved = resolve_model_name(cfg.model.name, cfg.paths.sam3_checkpoint, cuda=cuda)
         except ModelChoiceError as e:
             raise ConfigError(str(e)) from None
-        cfg.trainer.accelerator = resolve_accelerator(cfg.trainer.accelerator)
+        cfg.trainer.accelerator = resolve_accelerator(cfg.trainer.accelerator, cuda)
         if cfg.trainer.accelerator == "cpu" and OmegaConf.select(cfg, "trainer.optim.amp.enabled"):
             cfg.trainer.optim.amp.enabled = False  # bfloat16 autocast here is CUDA's
     return cfg
