@@ -28,6 +28,7 @@ _BUILTIN_MODULES = (
     "sam3_angio.model.builders",
     "sam3_angio.model.view_encoder",
     "sam3_angio.model.film",
+    "sam3_angio.model.cass_head",
     "sam3_angio.model.view_conditioned",
     "sam3_angio.model.init",
     "sam3_angio.losses",
