@@ -59,7 +59,7 @@ def test_syntax_import_writes_a_per_class_mapping_report(syntax_import):
     src = json.loads((SYNTAX / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in src["categories"]}
     per_name = Counter(names[a["category_id"]] for a in src["annotations"])
-    report = json.loads((out / "mapping_report.json").read_text())["per_class"]
+    report = json.loads((out / "val" / "mapping_report.json").read_text())["per_class"]
     for name, n in per_name.items():
         e = report[name]
         assert e["annotations"] == n
@@ -68,7 +68,7 @@ def test_syntax_import_writes_a_per_class_mapping_report(syntax_import):
         else:
             assert e["mapped"] == n and e["cass_id"] == EXPECTED_CASS[name]
     assert "left main" in report["5"]["reason"]
-    text = (out / "mapping_report.txt").read_text()
+    text = (out / "val" / "mapping_report.txt").read_text()
     assert "dropped: CASS 11 (left main) is not in the class set" in text
 
 
@@ -112,3 +112,15 @@ def test_wrong_file_for_the_task_is_a_clear_error(tmp_path):
     with pytest.raises(ArcadeImportError, match="is not in"):
         import_arcade(SYNTAX / "annotations.json", STENOSIS, tmp_path / "o", "cass", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_splits_import_one_after_the_other_into_one_root(tmp_path):
+    # ARCADE ships train/val/test files: each goes to its own split folder of one data root.
+    from sam3_angio.data.atomic import OutputExistsError
+
+    root = tmp_path / "coco_cass"
+    for split in ("train", "val"):
+        import_arcade(SYNTAX / "annotations.json", SYNTAX / "images", root, "cass", split=split, progress=False)
+    assert (root / "train" / "annotations.json").is_file() and (root / "val" / "annotations.json").is_file()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        import_arcade(SYNTAX / "annotations.json", SYNTAX / "images", root, "cass", split="val", progress=False)

@@ -191,8 +191,10 @@ def import_arcade(
     text = "\n".join(lines)
 
     categories = categories_for(task, ids)
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        img_dir = tmp / split / IMAGES_DIR
+    # One split is one all-or-nothing folder, so train, val and test import into the same root one
+    # after the other (paths.data_root=<root's parent> when <root> is coco_cass / coco_stenosis).
+    with atomic_output_dir(out_dir / split, overwrite=overwrite) as tmp:
+        img_dir = tmp / IMAGES_DIR
         img_dir.mkdir(parents=True)
         out_imgs = []
         how: Counter = Counter()
@@ -216,7 +218,7 @@ def import_arcade(
             "citation": ARCADE_CITATION, "source_annotations": str(coco_json), "task": task, "split": split,
             "sam3_angio_version": __version__,
         }
-        write_split(tmp / split, out_imgs, out_anns, categories, info)
+        write_split(tmp, out_imgs, out_anns, categories, info)
         report = {"source": str(coco_json), "task": task, "class_ids": ids if task == "cass" else None,
                   "n_images": len(imgs), "n_annotations_in": len(anns), "n_annotations_out": len(out_anns),
                   "per_class": per_class}
@@ -233,5 +235,5 @@ def import_arcade(
         "out_dir": str(out_dir), "task": task, "split": split,
         "json": str(out_dir / split / "annotations.json"), "images": str(out_dir / split / IMAGES_DIR),
         "n_images": len(out_imgs), "n_annotations": len(out_anns), "per_class": dict(per_class),
-        "mapping_report": str(out_dir / f"{MAPPING_REPORT}.json"),
+        "mapping_report": str(out_dir / split / f"{MAPPING_REPORT}.json"),
     }
