@@ -18,7 +18,8 @@ import torch
 from conftest import ROOT, run_train, small_run_overrides
 
 
-@pytest.mark.parametrize("config", ["configs/angiography/vessel_segmentation.yaml", "configs/angiography/cass.yaml"])
+@pytest.mark.parametrize("config", ["configs/angiography/vessel_segmentation.yaml", "configs/angiography/cass.yaml",
+                                    "configs/angiography/stenosis.yaml"])
 def test_train_writes_checkpoint_and_finite_coco_metrics(config, tiny_data_root, tmp_path):
     exp = tmp_path / "exp"
     proc = run_train(["-c", config, *small_run_overrides(tiny_data_root, exp, epochs=2)], check=True)
