@@ -271,3 +271,18 @@ def test_cluster_submission_from_a_gpu_less_login_node_targets_the_gpu_partition
     assert cfg.trainer.optim.amp.enabled is True
     cpu = finalize(compose("cass", ["submitit.use_cluster=true", "submitit.cpu_only=true"]))
     assert cpu.trainer.accelerator == "cpu" and cpu.model.resolved == "sam3_tiny"
+
+
+def test_a_restart_with_another_config_keeps_the_earlier_one(tmp_path):
+    from sam3_angio.training.cli import save_run_config
+    from sam3_angio.training.config import compose, finalize
+
+    a = finalize(compose("cass", [f"paths.experiment_dir={tmp_path}", "trainer.max_epochs=2"]))
+    b = finalize(compose("cass", [f"paths.experiment_dir={tmp_path}", "trainer.max_epochs=5"]))
+    save_run_config(a)
+    save_run_config(a)  # same config: nothing to keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "config_resolved.yaml"]
+    save_run_config(b)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("config.2")]
+    assert len(kept) == 1 and "max_epochs: 2" in kept[0].read_text()
+    assert "max_epochs: 5" in (tmp_path / "config.yaml").read_text()

@@ -104,12 +104,20 @@ def prepare_data(cfg: DictConfig) -> None:
 
 
 def save_run_config(cfg: DictConfig) -> None:
+    """``config.yaml`` / ``config_resolved.yaml`` in the experiment folder. A restart with a different
+    config keeps the earlier one as ``config.<time>.yaml`` instead of overwriting it."""
     exp = cfg.paths.experiment_dir
     os.makedirs(exp, exist_ok=True)
-    with open(os.path.join(exp, "config.yaml"), "w") as f:
-        f.write(OmegaConf.to_yaml(cfg))
-    with open(os.path.join(exp, "config_resolved.yaml"), "w") as f:
-        f.write(OmegaConf.to_yaml(cfg, resolve=True))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name, text in (("config", OmegaConf.to_yaml(cfg)), ("config_resolved", OmegaConf.to_yaml(cfg, resolve=True))):
+        path = os.path.join(exp, f"{name}.yaml")
+        if os.path.isfile(path):
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+            os.replace(path, os.path.join(exp, f"{name}.{stamp}.yaml"))
+        with open(path, "w") as f:
+            f.write(text)
 
 
 # What the end-of-run summary prints (metrics.json has everything; see docs/evaluation.md).
