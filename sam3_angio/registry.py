@@ -59,9 +59,6 @@ class Registry(_FvcoreRegistry):
             )
         return obj
 
-    def target(self, name: str) -> str:
-        return target_path(self.get(name))
-
     def targets(self) -> Dict[str, str]:
         """``{target path: registered name}`` for every entry."""
         return {target_path(obj): name for name, obj in self._obj_map.items()}

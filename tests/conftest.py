@@ -64,12 +64,7 @@ def small_run_overrides(data_root: Path, exp_dir: Path, epochs: int = 2) -> List
 @pytest.fixture(scope="session")
 def single_rank_group():
     """A one-rank gloo process group: SAM3's losses all-reduce their normaliser, as in training."""
-    import torch.distributed as dist
+    from sam3_angio.training.launch import ensure_process_group
 
-    from sam3_angio.training.launch import free_port
-
-    if not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ["MASTER_PORT"] = str(free_port())
-        dist.init_process_group("gloo", rank=0, world_size=1)
+    ensure_process_group()
     yield

@@ -1,4 +1,4 @@
-"""The whole SAM3 data pipeline with our transforms: real Datapoints from Sam3ImageDataset over a tiny
+"""The whole SAM3 data pipeline with our transforms: real Datapoints from the project's AngioImageDataset (SAM3's Sam3ImageDataset) over a tiny
 COCO set, the train/val pipelines exactly as docs/transforms.md gives them, collated by SAM3's
 collate_fn_api(with_seg_masks=True) - shapes, finiteness, box/mask agreement, view angles."""
 
@@ -19,9 +19,9 @@ from pycocotools import mask as mask_utils
 
 from sam3.model.box_ops import box_xyxy_to_cxcywh
 from sam3.train.data.collator import collate_fn_api
-from sam3.train.data.sam3_image_dataset import Sam3ImageDataset
 from sam3.train.transforms.basic_for_api import ComposeAPI
 
+from sam3_angio.data.dataset import AngioImageDataset
 from sam3_angio.transforms import apply_affine, dropped_object_counts, reset_dropped_object_counts
 from sam3_angio.transforms.targets import box_from_mask
 
@@ -47,16 +47,6 @@ def _flip_transform():
     block = next(b for b in _doc_yaml_blocks() if "RandomFlipWithViewAngles" in b and "train_transforms" not in b)
     (item,) = OmegaConf.create(block)
     return instantiate(item)
-
-
-class _DatasetWithAngles(Sam3ImageDataset):
-    """Attaches view angles where the project's data layer does (in load_queries, before transforms)."""
-
-    def load_queries(self, pil_images, annotations, queries, img_metadata):
-        dp = super().load_queries(pil_images, annotations, queries, img_metadata)
-        dp.view_angles = torch.tensor(ANGLES[int(img_metadata[0]["original_img_id"])], dtype=torch.float32)
-        dp.view_known = True
-        return dp
 
 
 def _polygon_mask(poly):
@@ -98,7 +88,8 @@ def coco_dir(tmp_path_factory):
 
 
 def _dataset(coco_dir, transforms, training=True):
-    return _DatasetWithAngles(
+    # The project's dataset: it reads each image record's view_angles before the transforms run.
+    return AngioImageDataset(
         img_folder=str(coco_dir / "images"), ann_file=str(coco_dir / "annotations.json"),
         transforms=transforms, max_ann_per_img=50, multiplier=1, training=training, load_segmentation=True,
     )

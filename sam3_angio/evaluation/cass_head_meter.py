@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, Sequence
 
-import torch
 import torch.distributed as dist
 
 from sam3_angio.cass import class_ids as validate_class_ids

@@ -92,7 +92,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             n_overlays=args.overlays,
         )
     except Exception as e:
-        from sam3_angio.errors import UserError
         from sam3_angio.training.cli import find_user_error
 
         user_error = e if isinstance(e, EvaluationInputError) else find_user_error(e)

@@ -12,7 +12,7 @@ import logging
 import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Tuple
 
 import torch
 import torch.nn as nn

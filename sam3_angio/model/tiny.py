@@ -7,7 +7,6 @@ runs in seconds on a CPU. Used by the tests, the CPU demo and CI. It is never a 
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -65,7 +64,6 @@ def build_sam3_tiny(
     from sam3.model.encoder import TransformerEncoderFusion, TransformerEncoderLayer
     from sam3.model.geometry_encoders import SequenceGeometryEncoder
     from sam3.model.maskformer_segmentation import PixelDecoder, UniversalSegmentationHead
-    from sam3.model.memory import CXBlock
     from sam3.model.model_misc import MLP, DotProductScoring, TransformerWrapper
     from sam3.model.necks import Sam3DualViTDetNeck
     from sam3.model.position_encoding import PositionEmbeddingSine
@@ -160,7 +158,6 @@ def build_sam3_tiny(
             boxes_pos_enc=True, d_model=D_MODEL, num_layers=1, layer=geo_layer, use_act_ckpt=True,
             add_cls=True, add_post_encode_proj=True,
         )
-        del CXBlock  # the fuser block is for the video tracker, not the image model
         matcher = None
         if not eval_mode:
             from sam3.train.matcher import BinaryHungarianMatcherV2
@@ -192,9 +189,3 @@ def _check_finite(model: nn.Module) -> None:
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def human_count(n: int) -> str:
-    if n <= 0:
-        return "0"
-    k = min(int(math.log10(n) // 3), 3)
-    return f"{n / 10 ** (3 * k):.1f}{' KMB'[k]}".strip()

@@ -143,7 +143,7 @@ class ViewConditionedSam3(nn.Module):
         table = self._cat_to_class.to(features.device)
         valid = (cat_of_obj >= 0) & (cat_of_obj < table.numel())
         labels = torch.where(valid, table[cat_of_obj.clamp(0, table.numel() - 1)], torch.full_like(cat_of_obj, -1))
-        masks = target.segments if target.segments is not None else None
+        masks = target.segments  # None when segmentation is off: the boxes stand in
         if masks is None or masks.shape[0] != image_idx.shape[0]:
             masks = boxes_to_masks(target.boxes.view(-1, 4), features.shape[-2:])
         head = self.cass_head(features, masks.to(features.device), image_idx, e)
@@ -151,18 +151,6 @@ class ViewConditionedSam3(nn.Module):
         last.update(head)
         last["cass_targets"] = labels
         last["cass_image_idx"] = image_idx
-
-    @torch.no_grad()
-    def name_segments(self, img_batch: torch.Tensor, masks: torch.Tensor, image_idx: torch.Tensor,
-                      view_angles: Optional[torch.Tensor] = None,
-                      view_known: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Inference: CASS logits (N, K) for given regions (predicted or drawn masks) of images."""
-        e = self.embed_views(view_angles, view_known, img_batch.shape[0], img_batch.device)
-        out = self.detector.backbone.forward_image(img_batch)
-        fpn = out["backbone_fpn"]
-        active = view_known.to(img_batch.device) if (self.unknown_angles == "identity" and view_known is not None) else None
-        feat = self.film[-1](fpn[-1], e, active) if self.view_conditioning else fpn[-1]
-        return self.cass_head(feat, masks, image_idx, e)["cass_logits"]
 
 
 def boxes_to_masks(boxes_cxcywh: torch.Tensor, size) -> torch.Tensor:

@@ -10,7 +10,6 @@ Flags mirror sam3's own ``sam3/train/train.py``; extra positional arguments are 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

@@ -146,6 +146,3 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
             cfg.trainer.optim.amp.enabled = False  # bfloat16 autocast here is CUDA's
     return cfg
 
-
-def to_yaml(cfg: DictConfig, resolve: bool = False) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=resolve)

@@ -24,13 +24,25 @@ def free_port(port_range=(10000, 65000)) -> int:
     raise RuntimeError(f"no free TCP port found in {port_range}")
 
 
+def ensure_process_group() -> None:
+    """A one-rank gloo group when none exists: SAM3's losses and dumpers all-reduce / gather even when
+    there is only this process (predicting, tests)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(free_port())
+        dist.init_process_group("gloo", rank=0, world_size=1)
+
+
 def threads_per_rank(num_ranks: int, cpus: Optional[int] = None) -> int:
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cpus or 1) // max(1, num_ranks))
 
 
-def _rank_main(local_rank: int, port: int, cfg_yaml: str, world_size: int, threads: int) -> None:
+def _run_rank(local_rank: int, port: int, cfg: DictConfig, world_size: int, threads: int):
+    """One rank on this machine: the torch.distributed environment, its thread budget, the trainer."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
         LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size), SAM3_ANGIO_THREADS=str(threads),
@@ -38,7 +50,11 @@ def _rank_main(local_rank: int, port: int, cfg_yaml: str, world_size: int, threa
     torch.set_num_threads(threads)
     from sam3_angio.training.runner import run_trainer
 
-    run_trainer(OmegaConf.create(cfg_yaml))
+    return run_trainer(cfg)
+
+
+def _rank_main(local_rank: int, port: int, cfg_yaml: str, world_size: int, threads: int) -> None:
+    _run_rank(local_rank, port, OmegaConf.create(cfg_yaml), world_size, threads)  # a spawned process
 
 
 def launch_local(cfg: DictConfig, num_ranks: int = 1):
@@ -52,12 +68,7 @@ def launch_local(cfg: DictConfig, num_ranks: int = 1):
         raise ConfigError(f"--num-gpus {num_ranks} but only {torch.cuda.device_count()} CUDA devices are visible")
     threads = threads_per_rank(num_ranks) if cpu else max(1, torch.get_num_threads())
     if num_ranks == 1:
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1",
-        )
-        from sam3_angio.training.runner import run_trainer
-
-        return run_trainer(cfg)
+        return _run_rank(0, port, cfg, 1, threads)
     cfg_yaml = OmegaConf.to_yaml(cfg)
     torch.multiprocessing.start_processes(
         _rank_main, args=(port, cfg_yaml, num_ranks, threads), nprocs=num_ranks, start_method="spawn"

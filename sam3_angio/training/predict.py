@@ -34,17 +34,6 @@ def split_annotations(config: str, split: str, overrides: Sequence[str] = ()) ->
     return _split_paths(load_config(config, overrides), split)[0]
 
 
-def _ensure_process_group() -> None:
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        from sam3_angio.training.launch import free_port
-
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ["MASTER_PORT"] = str(free_port())
-        dist.init_process_group("gloo", rank=0, world_size=1)
-
-
 @torch.no_grad()
 def predict_split(config: str, checkpoint: str, split: str, out_dir: str,
                   overrides: Sequence[str] = (), limit: Optional[int] = None) -> Dict[str, str]:
@@ -55,6 +44,7 @@ def predict_split(config: str, checkpoint: str, split: str, out_dir: str,
     from sam3_angio import cpu_compat
     from sam3_angio.model.checkpoint import load_into, read_state_dict, strip_prefixes
     from sam3_angio.training.config import register_resolvers
+    from sam3_angio.training.launch import ensure_process_group
 
     cpu_compat.apply()
     register_resolvers()
@@ -71,7 +61,7 @@ def predict_split(config: str, checkpoint: str, split: str, out_dir: str,
         if limit:
             cfg.trainer.data.val.dataset.limit_ids = int(limit)
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    _ensure_process_group()
+    ensure_process_group()
 
     model = instantiate(cfg.trainer.model, _convert_="all")
     sd = strip_prefixes(read_state_dict(checkpoint), ("module.",))
