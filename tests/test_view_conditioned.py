@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import ROOT, run_train, small_run_overrides
+from conftest import run_train, small_run_overrides
 
 
 def _batches(data_root: Path, task: str, n: int = 1, split: str = "train"):
@@ -147,6 +147,21 @@ def test_film_is_identity_at_init():
     assert torch.equal(film(f, torch.randn(2, 256)), f)
 
 
+def test_box_regions_stand_in_when_masks_are_off(tiny_sam3, cass_batch):
+    from sam3_angio.model.view_conditioned import boxes_to_masks
+
+    m = boxes_to_masks(torch.tensor([[0.25, 0.5, 0.5, 0.5]]), (4, 4))
+    assert m[0].int().tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
+    model = _wrapper(copy.deepcopy(tiny_sam3)).eval()
+    boxes_only = copy.copy(cass_batch)
+    boxes_only.find_targets = [copy.copy(t) for t in cass_batch.find_targets]
+    boxes_only.find_targets[0].segments = None  # a run with segmentation off
+    with torch.no_grad():
+        out = _last(model(boxes_only))
+    assert out["cass_logits"].shape == (len(out["cass_targets"]), 4)
+    assert torch.isfinite(out["cass_logits"]).all()
+
+
 def test_region_pooling_reads_inside_the_segment():
     from sam3_angio.model.cass_head import region_pool
 
@@ -167,7 +182,7 @@ def _train_step_outputs(tiny_sam3, batch):
     return model, model(batch)
 
 
-def _sam3_loss(extra=None):
+def _sam3_loss():
     from sam3_angio.training.config import compose
     from omegaconf import OmegaConf
 
