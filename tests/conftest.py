@@ -68,3 +68,11 @@ def single_rank_group():
 
     ensure_process_group()
     yield
+
+
+@pytest.fixture(scope="session")
+def cass_batch(tiny_data_root):
+    """One real training batch of the CASS task (2 frames), as the trainer builds it."""
+    from model_fixtures import make_batches
+
+    return make_batches(tiny_data_root, "cass")[0]

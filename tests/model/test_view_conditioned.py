@@ -1,51 +1,15 @@
-"""The view-conditioned wrapper, the angiography losses and phase 1 -> phase 2 initialisation."""
+"""The view-conditioned wrapper and phase 1 -> phase 2 initialisation."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from conftest import run_train, small_run_overrides
-
-
-def _batches(data_root: Path, task: str, n: int = 1, split: str = "train"):
-    """Real batches from our dataset + SAM3's transforms + our collate, as the trainer builds them."""
-    from sam3_angio.training.config import compose, finalize
-
-    cfg = finalize(compose(task, [f"paths.data_root={data_root}", "model.name=sam3_tiny",
-                                  "data.demo.generate_if_missing=false"]))
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    data = cfg.trainer.data[split]
-    dataset = instantiate(data.dataset)
-    collate = instantiate(data.collate_fn)
-    key = data.collate_fn.dict_key
-    out = []
-    for i in range(n):
-        items = [dataset[(2 * i + j) % len(dataset)] for j in range(2)]
-        out.append(collate(items)[key])
-    return out
-
-
-@pytest.fixture(scope="module")
-def cass_batch(tiny_data_root):
-    return _batches(tiny_data_root, "cass")[0]
-
-
-def _wrapper(detector, **kw):
-    from sam3_angio.model.view_conditioned import ViewConditionedSam3
-
-    return ViewConditionedSam3(detector, class_ids=[1, 2, 12, 13], **kw)
-
-
-def _last(outputs):
-    return outputs.output[-1][-1]
+from model_fixtures import last_step as _last, wrapper as _wrapper
 
 
 def test_batch_carries_view_angles(cass_batch):
@@ -173,77 +137,6 @@ def test_region_pooling_reads_inside_the_segment():
     pooled, geom = region_pool(feats, masks, torch.tensor([0, 0]))
     assert pooled[0, 0] == 1.0 and pooled[1, 0] == 0.0
     assert torch.allclose(geom[0, :2], torch.tensor([0.25, 0.25])) and torch.allclose(geom[1, :2], torch.tensor([0.75, 0.75]))
-
-
-# ------------------------------------------------------------------------------------ losses
-
-def _train_step_outputs(tiny_sam3, batch):
-    model = _wrapper(copy.deepcopy(tiny_sam3)).train()
-    return model, model(batch)
-
-
-def _sam3_loss():
-    from sam3_angio.training.config import compose
-    from omegaconf import OmegaConf
-
-    cfg = compose("cass")
-    node = OmegaConf.to_container(cfg.scratch.sam3_loss, resolve=True)
-    return instantiate(node)
-
-
-@pytest.mark.parametrize("which", ["presence", "semantic", "cass", "combined", "combined_study_weights"])
-def test_each_loss_is_finite_and_has_a_gradient(which, tiny_sam3, cass_batch, single_rank_group):
-    from sam3_angio.losses import AngioLoss, CassCrossEntropy, PresenceLoss, SemanticFocalLoss
-
-    model, outputs = _train_step_outputs(tiny_sam3, cass_batch)
-    targets = [model.back_convert(t) for t in cass_batch.find_targets]
-    last = _last(outputs)
-    if which == "cass":
-        loss = CassCrossEntropy(class_ids=[1, 2, 12, 13], counts={1: 5, 2: 1, 12: 3, 13: 2},
-                                label_smoothing=0.1)(last["cass_logits"], last["cass_targets"])
-        watched = "cass_head.classifier.weight"
-    elif which in ("presence", "semantic"):
-        sam3 = _sam3_loss()
-        sam3.loss_fns_find = torch.nn.ModuleList([PresenceLoss()]) if which == "presence" else torch.nn.ModuleList()
-        if which == "semantic":
-            sam3.loss_fn_semantic_seg = SemanticFocalLoss()
-        losses = sam3(outputs, targets)
-        key = "presence_loss" if which == "presence" else "loss_semantic_seg"
-        assert torch.isfinite(losses[key])
-        loss = losses["core_loss"]
-        watched = ("detector.transformer.decoder.presence_token.weight" if which == "presence"
-                   else "detector.segmentation_head.semantic_seg_head.weight")
-    else:
-        weights = {"segmentation": 0.3, "classification": 0.5, "boxes": 0.2} if which.endswith("weights") else None
-        combined = AngioLoss(_sam3_loss(), CassCrossEntropy(class_ids=[1, 2, 12, 13]), group_weights=weights)
-        losses = combined(outputs, targets)
-        for key in ("loss_bbox", "loss_giou", "loss_ce", "presence_loss", "loss_mask", "loss_dice",
-                    "loss_semantic_seg", "loss_cass_ce"):
-            assert key in losses and torch.isfinite(torch.as_tensor(losses[key])), key
-        loss = losses["core_loss"]
-        watched = "cass_head.classifier.weight"
-    assert torch.isfinite(loss)
-    loss.backward()
-    grad = dict(model.named_parameters())[watched].grad
-    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
-
-
-def test_study_group_weights_rescale_sam3_terms():
-    from sam3_angio.losses import AngioLoss
-
-    plain, study = _sam3_loss(), _sam3_loss()
-    AngioLoss(study, None, group_weights={"segmentation": 0.3, "classification": 0.5, "boxes": 0.2})
-    box_plain = plain.loss_fns_find[0].weight_dict["loss_bbox"]
-    assert study.loss_fns_find[0].weight_dict["loss_bbox"] == pytest.approx(box_plain * 0.6)
-    assert study.loss_fns_find[1].weight_dict["loss_ce"] == pytest.approx(plain.loss_fns_find[1].weight_dict["loss_ce"] * 1.5)
-
-
-def test_cass_ce_weights_follow_inverse_frequency():
-    from sam3_angio.losses import CassCrossEntropy
-
-    ce = CassCrossEntropy(class_ids=[1, 2], counts={1: 30, 2: 10})
-    # N / (K n_c): 40 / (2 * 30), 40 / (2 * 10)
-    assert torch.allclose(ce.weight, torch.tensor([40 / 60, 40 / 20]))
 
 
 # ------------------------------------------------------------------------ phase 1 -> phase 2

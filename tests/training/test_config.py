@@ -1,0 +1,68 @@
+"""Config composition, accelerator resolution, metric-name summaries, run-config history."""
+
+from __future__ import annotations
+
+
+import torch
+
+
+
+def test_val_stats_summary_gives_stable_names():
+    from sam3_angio.training.runner import summarize_val_stats
+
+    stats = {  # one line of SAM3's val_stats.json: sam3's COCO evaluator keys and our meters' keys
+        "Meters_train/val_angio/coco/coco_eval_segm_AP": 0.25,
+        "Meters_train/val_angio/coco/coco_eval_bbox_AR_maxDets@100": 0.5,
+        "Meters_train/val_angio/cass_head/cass_head.top1": 0.75,
+        "Meters_train/val_angio/coco/dice": 0.6,
+        "Losses/val_all_loss": 0.0,
+        "Trainer/epoch": 1,
+    }
+    assert summarize_val_stats(stats) == {"segm.AP": 0.25, "bbox.AR100": 0.5, "cass_head.top1": 0.75, "dice": 0.6}
+
+
+# ---------------------------------------------------------------- config composition
+
+def test_config_composes_from_path_or_name_with_overrides():
+    from sam3_angio.training.config import compose
+
+    a = compose("configs/angiography/cass.yaml", ["trainer.max_epochs=7"])
+    b = compose("cass", ["trainer.max_epochs=7"])
+    assert a.trainer.max_epochs == b.trainer.max_epochs == 7
+    assert a.data.task == "cass"
+
+
+def test_accelerator_auto_resolves_to_cpu_with_gloo_here():
+    from sam3_angio.training.config import compose, finalize
+
+    cfg = finalize(compose("vessel_segmentation"))
+    if not torch.cuda.is_available():
+        assert cfg.trainer.accelerator == "cpu"
+        assert cfg.model.resolved == "sam3_tiny"
+        assert cfg.trainer.optim.amp.enabled is False
+
+
+def test_cluster_submission_from_a_gpu_less_login_node_targets_the_gpu_partition():
+    from sam3_angio.training.config import compose, finalize
+
+    cfg = finalize(compose("cass", ["submitit.use_cluster=true", "submitit.cpu_only=false",
+                                    "paths.sam3_checkpoint=/models/sam3.pt"]))
+    assert cfg.trainer.accelerator == "cuda" and cfg.model.resolved == "sam3"
+    assert cfg.trainer.optim.amp.enabled is True
+    cpu = finalize(compose("cass", ["submitit.use_cluster=true", "submitit.cpu_only=true"]))
+    assert cpu.trainer.accelerator == "cpu" and cpu.model.resolved == "sam3_tiny"
+
+
+def test_a_restart_with_another_config_keeps_the_earlier_one(tmp_path):
+    from sam3_angio.training.cli import save_run_config
+    from sam3_angio.training.config import compose, finalize
+
+    a = finalize(compose("cass", [f"paths.experiment_dir={tmp_path}", "trainer.max_epochs=2"]))
+    b = finalize(compose("cass", [f"paths.experiment_dir={tmp_path}", "trainer.max_epochs=5"]))
+    save_run_config(a)
+    save_run_config(a)  # same config: nothing to keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "config_resolved.yaml"]
+    save_run_config(b)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("config.2")]
+    assert len(kept) == 1 and "max_epochs: 2" in kept[0].read_text()
+    assert "max_epochs: 5" in (tmp_path / "config.yaml").read_text()
