@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
+from sam3_angio.errors import UserError
+
 PathLike = Union[str, Path]
 
 MANIFEST = "manifest.json"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(UserError, FileExistsError):
     """The output folder exists and replacing it was not asked for."""
 
 

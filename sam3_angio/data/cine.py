@@ -12,13 +12,15 @@ from typing import Tuple, Union
 
 import numpy as np
 
+from sam3_angio.errors import DataError
+
 PathLike = Union[str, Path]
 
 # ITU-R BT.601 luma weights, for the rare colour-encoded cine (C = 3 or 4; alpha is ignored).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-class CineError(ValueError):
+class CineError(DataError):
     """A cine file that cannot be read as ``(T, H, W[, C])`` frames."""
 
 

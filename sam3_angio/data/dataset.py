@@ -1,49 +1,36 @@
-"""SAM3's COCO dataset and collate, carrying each frame's C-arm view angles to the batch.
+"""SAM3's COCO dataset and collate, carrying each frame's C-arm view angles to the batch as typed fields.
 
 One sample: COCO image record (``view_angles: {primary, secondary}`` in degrees or null) -> SAM3
-``Datapoint`` + ``datapoint.view_angles`` (2,) float, ``datapoint.view_known`` bool -> collate ->
-``AngioBatchedDatapoint`` with ``view_angles`` (B_img, 2) and ``view_known`` (B_img,).
-Angles: primary LAO+ / RAO-, secondary CRA+ / CAU- (DICOM PositionerPrimary/SecondaryAngle).
+``Datapoint`` -> ``AngioDatapoint`` (+ ``view``: ViewAngles or None) -> ``collate_fn_angio`` ->
+``AngioBatchedDatapoint`` (+ ``views``: ViewBatch, angles (B_img, 2), known (B_img,)).
+Angles: primary LAO+ / RAO-, secondary CRA+ / CAU- (``sam3_angio.view_angles``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional
 
-import torch
 from sam3.model.data_misc import BatchedDatapoint
 from sam3.train.data.coco_json_loaders import COCO_FROM_JSON
 from sam3.train.data.collator import collate_fn_api
-from sam3.train.data.sam3_image_dataset import Sam3ImageDataset
+from sam3.train.data.sam3_image_dataset import Datapoint, Sam3ImageDataset
 
-from sam3_angio.errors import DataError
+from sam3_angio.errors import ConfigError, DataError
 from sam3_angio.registry import DATASETS
+from sam3_angio.view_angles import ViewAngles, ViewBatch, parse_view_angles
 
-UNKNOWN_ANGLES = (0.0, 0.0)  # placeholder values only; `view_known=False` is what says "unknown"
 
+@dataclass
+class AngioDatapoint(Datapoint):
+    """SAM3's Datapoint plus the frame's view angles (``None`` = unknown). SAM3's transforms edit a
+    Datapoint in place, so the subclass and its field survive the whole pipeline."""
 
-def parse_view_angles(record: Dict[str, Any], where: str) -> Optional[tuple]:
-    """``(primary, secondary)`` in degrees from an image record, or None when the record has none.
+    view: Optional[ViewAngles] = None
 
-    Raises DataError naming ``where`` for a malformed or non-finite value.
-    """
-    va = record.get("view_angles")
-    if va is None:
-        return None
-    try:
-        p, s = float(va["primary"]), float(va["secondary"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(
-            f"{where}: view_angles must be {{'primary': degrees, 'secondary': degrees}} or null, "
-            f"found {va!r} ({e})"
-        ) from None
-    if not (math.isfinite(p) and math.isfinite(s)):
-        raise DataError(
-            f"{where}: view_angles {va!r} are not finite (NaN/inf); use null for unknown angles"
-        )
-    return p, s
+    @classmethod
+    def from_datapoint(cls, dp: Datapoint, view: Optional[ViewAngles]) -> "AngioDatapoint":
+        return cls(**{f.name: getattr(dp, f.name) for f in fields(Datapoint)}, view=view)
 
 
 @DATASETS.register()
@@ -102,7 +89,7 @@ class AngioImageDataset(Sam3ImageDataset):
         for entry in raw:
             rec = entry["image"]
             where = f"{self.annFile}: image id {rec.get('id')} ({rec.get('file_name')})"
-            angles = parse_view_angles(rec, where)
+            angles = parse_view_angles(rec.get("view_angles"), where)
             if angles is None and self.require_view_angles:
                 raise DataError(
                     f"{where} has no view_angles (expected degrees, LAO/CRA positive); pass "
@@ -112,37 +99,35 @@ class AngioImageDataset(Sam3ImageDataset):
     def load_queries(self, pil_images, annotations, queries, img_metadata):
         datapoint = super().load_queries(pil_images, annotations, queries, img_metadata)
         meta = img_metadata[0] if img_metadata else {}
-        angles = parse_view_angles(meta, f"{self.annFile}: image {meta.get('original_img_id')}")
-        datapoint.view_known = angles is not None
-        datapoint.view_angles = torch.tensor(angles or UNKNOWN_ANGLES, dtype=torch.float32)
-        return datapoint
+        view = parse_view_angles(meta.get("view_angles"), f"{self.annFile}: image {meta.get('original_img_id')}")
+        return AngioDatapoint.from_datapoint(datapoint, view)
 
 
 @dataclass
 class AngioBatchedDatapoint(BatchedDatapoint):
-    """SAM3's BatchedDatapoint plus per-image view angles. Being a dataclass field (not an ad-hoc
-    attribute) is what lets the angles survive SAM3's ``copy_data_to_device``."""
+    """SAM3's BatchedDatapoint plus the view angles of its frames. A dataclass field (not an ad-hoc
+    attribute), so it survives SAM3's ``copy_data_to_device``."""
 
-    view_angles: Optional[torch.Tensor] = None  # (B_img, 2) degrees
-    view_known: Optional[torch.Tensor] = None  # (B_img,) bool
+    views: Optional[ViewBatch] = None  # angles (B_img, 2) degrees, known (B_img,)
 
 
 def collate_fn_angio(batch: List[Any], dict_key: str, **kwargs) -> Dict[str, AngioBatchedDatapoint]:
-    """SAM3's ``collate_fn_api`` + view angles. Datapoints without angles (ARCADE, or a pipeline
-    without our dataset) count as unknown."""
+    """SAM3's ``collate_fn_api`` + the frames' view angles. Every item must be an ``AngioDatapoint``
+    (our dataset makes them): a plain SAM3 Datapoint carries no angles, and silently calling its frame
+    "unknown view" would train a view-conditioned model without its views."""
+    views: List[Optional[ViewAngles]] = []
+    for i, dp in enumerate(batch):
+        if not isinstance(dp, AngioDatapoint):
+            raise ConfigError(
+                f"collate_fn_angio: batch item {i} is a {type(dp).__name__}, not an AngioDatapoint, so it "
+                f"carries no view angles; use sam3_angio.data.dataset.AngioImageDataset as the dataset "
+                f"(or SAM3's own collate_fn_api for a model without view conditioning)"
+            )
+        views += [dp.view] * len(dp.images)
     out = collate_fn_api(batch, dict_key, **kwargs)
     base = out[dict_key]
-    angles, known = [], []
-    for dp in batch:
-        a = getattr(dp, "view_angles", None)
-        k = bool(getattr(dp, "view_known", False)) and a is not None
-        for _ in dp.images:
-            angles.append(a if k else torch.tensor(UNKNOWN_ANGLES))
-            known.append(k)
     out[dict_key] = AngioBatchedDatapoint(
-        **{f.name: getattr(base, f.name) for f in fields(BatchedDatapoint)},
-        view_angles=torch.stack(angles).float(),
-        view_known=torch.tensor(known, dtype=torch.bool),
+        **{f.name: getattr(base, f.name) for f in fields(BatchedDatapoint)}, views=ViewBatch.of(views),
     )
     return out
 

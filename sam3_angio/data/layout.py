@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..cass import CASS_BY_ID, class_ids as _class_ids, cass_name
+from ..errors import DataError
+from ..view_angles import parse_view_angles
 from .cine import CineError, CineInfo, cine_info
 from .masks import MaskError, mask_shape
 
@@ -51,7 +53,7 @@ TASKS: Tuple[str, ...] = ("vessel", "cass", "stenosis")
 _ASPECT_TOLERANCE = 0.02
 
 
-class DataLayoutError(ValueError):
+class DataLayoutError(DataError):
     """A user's data does not follow the layout; the message says where and how to fix it."""
 
 
@@ -277,12 +279,13 @@ def load_contours(path: Path) -> dict:
     return data
 
 
-def parse_view_angles(contours: dict, source: str, require: bool = True) -> Optional[Dict[str, float]]:
+def contours_view_angles(contours: dict, source: str, require: bool = True) -> Optional[Dict[str, float]]:
     """``{"primary": deg, "secondary": deg}`` from a contours JSON, or None when marked unknown.
 
     ``"view_angles": null`` marks unknown angles explicitly. A missing key is an error when
-    ``require`` (real study data always has angles), else unknown. NaN is always an error: it is a
-    broken value, not a statement that the angle is unknown.
+    ``require`` (real study data always has angles), else unknown. The values are checked by the one
+    view-angle parser (``sam3_angio.view_angles``): NaN is always an error - a broken value, not a
+    statement that the angle is unknown.
     """
     if "view_angles" not in contours:
         if require:
@@ -292,38 +295,11 @@ def parse_view_angles(contours: dict, source: str, require: bool = True) -> Opti
                 f"(require_view_angles=False) to convert without them"
             )
         return None
-    va = contours["view_angles"]
-    if va is None:
-        return None
-    if not isinstance(va, dict):
-        raise DataLayoutError(f"contours JSON '{source}': view_angles is {va!r}; expected an object or null")
-    out = {}
-    for key, limit, sign in (("primary", 180.0, "LAO positive"), ("secondary", 90.0, "cranial positive")):
-        if key not in va or va[key] is None:
-            raise DataLayoutError(
-                f"contours JSON '{source}' has no view_angles.{key} (expected degrees, {sign}); "
-                f"write \"view_angles\": null if the angles are unknown"
-            )
-        value = va[key]
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            value = float(value)
-        except (TypeError, ValueError):
-            raise DataLayoutError(
-                f"contours JSON '{source}': view_angles.{key} is {va[key]!r}; expected a number of degrees"
-            ) from None
-        if math.isnan(value) or math.isinf(value):
-            raise DataLayoutError(
-                f"contours JSON '{source}': view_angles.{key} is {va[key]!r} (NaN angle); expected "
-                f"degrees ({sign}), or \"view_angles\": null if unknown"
-            )
-        if abs(value) > limit:
-            raise DataLayoutError(
-                f"contours JSON '{source}': view_angles.{key} = {value} is outside -{limit:g}..{limit:g} degrees"
-            )
-        out[key] = value
-    return out
+    try:
+        angles = parse_view_angles(contours["view_angles"], f"contours JSON '{source}'")
+    except DataError as e:
+        raise DataLayoutError(str(e)) from None
+    return None if angles is None else angles.to_dict()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,7 +344,7 @@ def check_row_files(
     else:
         try:
             contours = load_contours(r.contours_path)
-            angles = parse_view_angles(contours, r.raw.get("contours_path", str(r.contours_path)), require_view_angles)
+            angles = contours_view_angles(contours, r.raw.get("contours_path", str(r.contours_path)), require_view_angles)
         except DataLayoutError as e:
             bad("contours_path", str(e))
         if task == "stenosis" and contours and "stenosis" not in contours:

@@ -11,13 +11,15 @@ from typing import Tuple, Union
 import numpy as np
 from PIL import Image
 
+from sam3_angio.errors import DataError
+
 PathLike = Union[str, Path]
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif")
 MASK_SUFFIXES = IMAGE_SUFFIXES + (".npy",)
 
 
-class MaskError(ValueError):
+class MaskError(DataError):
     """A mask file that cannot be read as a 2-D mask."""
 
 

@@ -6,6 +6,8 @@ without a traceback and exit non-zero.
 
 from __future__ import annotations
 
+from sam3_angio.errors import UserError
 
-class EvaluationInputError(ValueError):
+
+class EvaluationInputError(UserError, ValueError):
     """A ground-truth, prediction or logits file that evaluation cannot use (the message says why)."""

@@ -1,6 +1,8 @@
-"""Angiography losses: SAM3's matcher losses with our defaults, the semantic focal loss, the CASS
-cross-entropy, and one wrapper that combines them with configurable (e.g. the study's) weights."""
+"""Angiography losses: registered terms (SAM3's matcher losses with this project's recipe, the semantic
+focal loss, the CASS cross-entropy) and the one loss that composes the terms a config lists."""
 
-from sam3_angio.losses.angio_loss import AngioLoss  # noqa: F401
+from sam3_angio.losses.angio_loss import STUDY_PHASE2, AngioLoss, group_factors  # noqa: F401
 from sam3_angio.losses.cass_ce import CassCrossEntropy  # noqa: F401
-from sam3_angio.losses.sam3_terms import PresenceLoss, SemanticFocalLoss  # noqa: F401
+from sam3_angio.losses.terms import (  # noqa: F401
+    GROUPS, BoxLoss, MaskLoss, OutputTerm, PresenceLoss, SemanticFocalLoss,
+)

@@ -1,71 +1,114 @@
-"""One loss for the view-conditioned model: SAM3's matcher losses (boxes, GIoU, classification and
-presence, masks, semantic segmentation) plus the CASS cross-entropy, each logged under its own name.
+"""One loss for every phase: the registered terms a config lists (``scratch.loss_terms``), composed
+with SAM3's matching, each logged under its own name.
 
-``group_weights`` rescales SAM3's terms by group relative to equal weighting; the study's phase 2
-weighting is ``{segmentation: 0.3, classification: 0.5, boxes: 0.2}`` (classification also scales the
-CASS cross-entropy).
+    terms: {boxes: BoxLoss, presence: PresenceLoss, masks: MaskLoss, semantic: SemanticFocalLoss,
+            cass_ce: CassCrossEntropy, ...}
+      SAM3 matched-query terms (LossWithWeights) -> SAM3's Sam3LossWrapper (o2o + o2m matching)
+      the semantic term (SemanticSegCriterion)   -> Sam3LossWrapper's semantic slot
+      our output terms (OutputTerm)              -> weight x group factor x value, added to the core loss
+
+``group_weights`` rescales each term by the group it declares, relative to equal weighting; the study's
+phase 2 weighting is ``{segmentation: 0.3, classification: 0.5, boxes: 0.2}``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-from sam3.train.loss.loss_fns import CORE_LOSS_KEY
+from sam3.train.loss.loss_fns import CORE_LOSS_KEY, LossWithWeights, SemanticSegCriterion
+from sam3.train.loss.sam3_loss import Sam3LossWrapper
 
+from sam3_angio.errors import ConfigError
+from sam3_angio.losses.terms import GROUPS, OutputTerm
 from sam3_angio.registry import LOSSES
 
-GROUPS = {
-    "boxes": ("loss_bbox", "loss_giou"),
-    "classification": ("loss_ce", "presence_loss"),
-    "segmentation": ("loss_mask", "loss_dice", "loss_semantic_seg", "loss_semantic_presence",
-                     "loss_semantic_dice"),
-}
 STUDY_PHASE2 = {"segmentation": 0.3, "classification": 0.5, "boxes": 0.2}
 
 
-def group_factors(group_weights: Optional[Dict[str, float]]) -> Dict[str, float]:
+def group_factors(group_weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
     """Group weights -> multipliers relative to equal weighting (1/3 each -> 1.0)."""
     if not group_weights:
         return {g: 1.0 for g in GROUPS}
     unknown = set(group_weights) - set(GROUPS)
     if unknown:
-        raise ValueError(f"loss group_weights: unknown groups {sorted(unknown)}; expected {sorted(GROUPS)}")
+        raise ConfigError(f"scratch.loss_group_weights: unknown groups {sorted(unknown)}; expected {list(GROUPS)}")
     total = sum(float(group_weights.get(g, 0.0)) for g in GROUPS)
     if total <= 0:
-        raise ValueError(f"loss group_weights {dict(group_weights)} sum to {total}: need a positive sum")
+        raise ConfigError(f"scratch.loss_group_weights {dict(group_weights)} sum to {total}: need a positive sum")
     return {g: float(group_weights.get(g, 0.0)) * len(GROUPS) / total for g in GROUPS}
+
+
+def _group_of(name: str, term: nn.Module) -> str:
+    group = getattr(term, "group", None)
+    if group not in GROUPS:
+        raise ConfigError(f"loss term {name!r} ({type(term).__name__}) declares group {group!r}; expected one of "
+                          f"{list(GROUPS)} (set a class attribute `group`)")
+    return group
 
 
 @LOSSES.register()
 class AngioLoss(nn.Module):
-    """SAM3's ``Sam3LossWrapper`` + CASS cross-entropy, with optional group weighting."""
+    """The registered loss terms of a config, composed with SAM3's matching and group weights.
 
-    def __init__(self, sam3_loss: nn.Module, cass_loss: Optional[nn.Module] = None, cass_weight: float = 1.0,
-                 group_weights: Optional[Dict[str, float]] = None, trace_dir: Optional[str] = None):
+    Args:
+        terms: ``{name: term}`` (or a list): SAM3 matched-query terms, at most one semantic term, and
+            our ``OutputTerm`` s.
+        matcher, o2m_matcher, o2m_weight: SAM3's one-to-one / one-to-many matching (``Sam3LossWrapper``).
+        group_weights: e.g. the study's ``{segmentation: 0.3, classification: 0.5, boxes: 0.2}``.
+        trace_dir: each training step's losses, one JSON line a step in ``loss_trace_rank<r>.jsonl``
+            (compare ranks of a DDP run, or a run with its reference).
+    """
+
+    def __init__(self, terms: Union[Mapping[str, nn.Module], Sequence[nn.Module]], matcher: nn.Module,
+                 o2m_matcher: Optional[nn.Module] = None, o2m_weight: float = 2.0,
+                 group_weights: Optional[Mapping[str, float]] = None, trace_dir: Optional[str] = None,
+                 scale_by_find_batch_size: bool = True):
         super().__init__()
-        # trace_dir: each training step's losses, one JSON line a step in loss_trace_rank<r>.jsonl
-        # (compare ranks of a DDP run, or a run with its reference).
+        if not isinstance(terms, Mapping):
+            terms = {type(t).__name__: t for t in terms}
+        terms = {k: v for k, v in terms.items() if v is not None}  # a phase may switch a term off with null
+        if not terms:
+            raise ConfigError("scratch.loss_terms is empty: a run needs at least one loss term")
+        self.factors = group_factors(group_weights)
+        find, semantic, own = [], None, {}
+        for name, term in terms.items():
+            factor = self.factors[_group_of(name, term)]
+            if isinstance(term, OutputTerm):
+                own[name] = term
+            elif isinstance(term, SemanticSegCriterion):
+                if semantic is not None:
+                    raise ConfigError(f"loss term {name!r}: a second semantic-segmentation term; SAM3 takes one")
+                semantic = term
+            elif isinstance(term, LossWithWeights):
+                find.append(term)
+            else:
+                raise ConfigError(f"loss term {name!r} is a {type(term).__name__}: expected a SAM3 LossWithWeights "
+                                  f"or a sam3_angio.losses.terms.OutputTerm")
+            if isinstance(term, LossWithWeights):
+                term.weight_dict = {k: w * factor for k, w in term.weight_dict.items()}
+        self.own_terms = nn.ModuleDict(own)
+        self.sam3_loss = Sam3LossWrapper(
+            loss_fns_find=nn.ModuleList(find), matcher=matcher, o2m_matcher=o2m_matcher, o2m_weight=o2m_weight,
+            use_o2m_matcher_on_o2m_aux=False, loss_fn_semantic_seg=semantic,
+            scale_by_find_batch_size=scale_by_find_batch_size,
+        )
         self.trace_dir = trace_dir
         self._trace_step = 0
-        self.sam3_loss = sam3_loss
-        self.cass_loss = cass_loss
-        self.factors = group_factors(group_weights)
-        self.cass_weight = float(cass_weight) * self.factors["classification"]
-        fns = list(getattr(sam3_loss, "loss_fns_find", []))
-        if getattr(sam3_loss, "loss_fn_semantic_seg", None) is not None:
-            fns.append(sam3_loss.loss_fn_semantic_seg)
-        for fn in fns:
-            for key in list(fn.weight_dict):
-                for group, keys in GROUPS.items():
-                    if key in keys:
-                        fn.weight_dict[key] = fn.weight_dict[key] * self.factors[group]
 
     def forward(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
-        losses = self._forward(find_stages, find_targets)
+        losses = self.sam3_loss(find_stages, find_targets)
+        if self.own_terms:
+            stages = find_stages.output if hasattr(find_stages, "output") else find_stages
+            last = stages[-1][-1]
+            for name, term in self.own_terms.items():
+                factor = term.weight * self.factors[term.group]
+                for key, value in term.losses(last).items():
+                    losses[key] = value
+                    losses[CORE_LOSS_KEY] = losses[CORE_LOSS_KEY] + factor * value
         if self.trace_dir and torch.is_grad_enabled():
             self._trace(losses)
         return losses
@@ -78,24 +121,3 @@ class AngioLoss(nn.Module):
         with open(os.path.join(self.trace_dir, f"loss_trace_rank{rank}.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
         self._trace_step += 1
-
-    def _forward(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
-        losses = self.sam3_loss(find_stages, find_targets)
-        if self.cass_loss is None:
-            return losses
-        stages = find_stages.output if hasattr(find_stages, "output") else find_stages
-        last = stages[-1][-1]
-        if "cass_logits" not in last:
-            raise KeyError(
-                "AngioLoss has a cass_loss but the model produced no 'cass_logits': use the "
-                "ViewConditionedSam3 model (sam3_angio.model.view_conditioned.build_view_conditioned)"
-            )
-        ce = self.cass_loss(last["cass_logits"], last["cass_targets"])
-        losses["loss_cass_ce"] = ce
-        with torch.no_grad():
-            keep = last["cass_targets"] >= 0
-            acc = (last["cass_logits"][keep].argmax(1) == last["cass_targets"][keep]).float().mean() \
-                if keep.any() else ce.new_tensor(0.0)
-        losses["cass_acc"] = acc
-        losses[CORE_LOSS_KEY] = losses[CORE_LOSS_KEY] + self.cass_weight * ce
-        return losses

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sam3_angio.registry import MODELS
+from sam3_angio.registry import HEADS
 
 
 def region_pool(features: torch.Tensor, masks: torch.Tensor, image_idx: torch.Tensor
@@ -51,14 +51,12 @@ def region_pool(features: torch.Tensor, masks: torch.Tensor, image_idx: torch.Te
     return pooled, geom.to(features.dtype)
 
 
-@MODELS.register()
+@HEADS.register("mlp")
 class CassHead(nn.Module):
-    """Region-pooled features + region geometry + view embedding -> CASS logits (and optionally the
-    segment box ``(cx, cy, w, h)``, as the study's phase 2 model had)."""
+    """Region-pooled features + region geometry + view embedding -> CASS logits (an MLP)."""
 
     def __init__(self, num_classes: int = 14, channels: int = 256, view_dim: int = 256,
-                 hidden: int = 256, pooling: str = "region", box_regressor: bool = False,
-                 dropout: float = 0.1):
+                 hidden: int = 256, pooling: str = "region", dropout: float = 0.1):
         super().__init__()
         if pooling not in ("region", "global"):
             raise ValueError(f"CassHead pooling={pooling!r}: expected 'region' or 'global'")
@@ -71,19 +69,15 @@ class CassHead(nn.Module):
             nn.Linear(hidden, hidden), nn.GELU(),
         )
         self.classifier = nn.Linear(hidden, num_classes)
-        self.box = nn.Linear(hidden, 4) if box_regressor else None
 
     def forward(self, features: torch.Tensor, masks: Optional[torch.Tensor], image_idx: torch.Tensor,
-                view: torch.Tensor) -> dict:
-        """features (B, C, h, w); masks (N, H, W) or None for global; image_idx (N,); view (B, D)."""
+                view: torch.Tensor) -> torch.Tensor:
+        """features (B, C, h, w); masks (N, H, W) or None for global; image_idx (N,); view (B, D)
+        -> logits (N, K)."""
         if self.pooling == "global" or masks is None:
             pooled = features.mean(dim=(2, 3))[image_idx]
             x = torch.cat([pooled, view[image_idx]], dim=1)
         else:
             pooled, geom = region_pool(features, masks, image_idx)
             x = torch.cat([pooled, self.geom(geom), view[image_idx]], dim=1)
-        h = self.mlp(x)
-        out = {"cass_logits": self.classifier(h)}
-        if self.box is not None:
-            out["cass_boxes"] = self.box(h).sigmoid()
-        return out
+        return self.classifier(self.mlp(x))

@@ -12,10 +12,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from sam3_angio.registry import MODELS
 
-
-@MODELS.register()
 class FiLM(nn.Module):
     """Per-channel gamma/beta from a view embedding; identity at initialisation."""
 

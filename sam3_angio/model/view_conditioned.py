@@ -1,65 +1,87 @@
 """``ViewConditionedSam3``: SAM3 whose image features are modulated by the C-arm view, plus a CASS head.
 
 The wrapped ``Sam3Image`` (real or tiny) sits at ``self.detector`` - the same prefix the released
-``sam3.pt`` uses - and runs unchanged. During a forward the wrapper modulates the output of
-``detector.backbone.forward_image`` (the neck's FPN maps, ``backbone_fpn``) with FiLM:
+``sam3.pt`` uses. The wrapper runs SAM3's own stages itself, so that everything it adds is an ordinary
+module call in the graph (hooks, ``torch.compile`` and activation checkpointing see it):
 
-    batch.view_angles (B, 2) deg, view_known (B,) -> view encoder -> e (B, 256)
-    backbone_fpn[l] (B, 256, H_l, W_l) -> FiLM_l(f, e) -> SAM3 encoder / decoder / seg head (unchanged)
-    backbone_fpn[-1] (B, 256, H/14, W/14) + segment regions -> CASS head -> cass_logits (N, K)
+    batch.views: angles (B, 2) deg, known (B,) -> view encoder -> e (B, D)
+    detector.backbone.forward_image(img) -> backbone_fpn[l] (B, 256, H_l, W_l) -> FiLM_l(f, e)
+    detector.backbone.forward_text(phrases) ; detector.forward_grounding(...)  (SAM3, unchanged)
+    backbone_fpn[-1] + segment regions -> CASS head -> cass_logits (N, K)
 
-Outputs keep SAM3's structure (``SAM3Output``; SAM3's losses, matcher and postprocessors work
-unchanged); the last step's dict gains ``cass_logits`` (N, K), ``cass_targets`` (N,) and
-``cass_image_idx`` (N,). A fresh wrapper's SAM3 outputs equal plain SAM3's (FiLM starts at identity).
+Outputs keep SAM3's structure (``SAM3Output``; SAM3's losses and matcher work unchanged); the last
+step's dict gains ``cass_logits`` (N, K) / ``cass_targets`` (N,) / ``cass_image_idx`` (N,) for the
+ground-truth regions of the batch, and ``view_features`` (B, 256, h, w) / ``view_embedding`` (B, D), with
+which ``name_regions`` names any other region - a predicted mask at inference. A fresh wrapper's SAM3
+outputs equal plain SAM3's (FiLM starts at identity).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+from sam3.model.geometry_encoders import Prompt
+from sam3.model.model_misc import SAM3Output
 
+import sam3_angio.model.cass_head  # noqa: F401  (registers the built-in CASS heads)
+import sam3_angio.model.view_encoder  # noqa: F401  (registers the built-in view encoders)
 from sam3_angio.cass import class_ids as validate_class_ids
-from sam3_angio.model.cass_head import CassHead
+from sam3_angio.errors import ConfigError
 from sam3_angio.model.film import FiLM
-from sam3_angio.model.view_encoder import build_view_encoder
-from sam3_angio.registry import MODELS
+from sam3_angio.registry import HEADS, MODELS, VIEW_ENCODERS
+from sam3_angio.view_angles import ViewBatch
 
 log = logging.getLogger(__name__)
+
+Spec = Union[str, Mapping[str, Any]]
 
 
 @MODELS.register()
 class ViewConditionedSam3(nn.Module):
-    """SAM3 + view encoder + FiLM on the neck's feature maps + a region-pooled CASS head."""
+    """SAM3 + view encoder + FiLM on the neck's feature maps + a region-pooled CASS head.
+
+    Args:
+        detector: a ``Sam3Image``.
+        class_ids: CASS numbers the head names (default: the study's 14).
+        view_conditioning: False = the same model that never sees the angles (the baseline).
+        view_encoder: registered view encoder (``VIEW_ENCODERS``): a name or ``{name, ...args}``.
+        unknown_angles: ``learned`` ("unknown" embedding) or ``identity`` (FiLM off for that frame).
+        cass_head: registered head (``HEADS``): a name or ``{name, ...args}``.
+        cass_on_predictions: also teach the head on the predicted masks the matcher assigned to each
+            ground-truth segment (what it names at inference), besides the ground-truth regions.
+        freeze: ``{backbone, sam3_heads, view, cass_head}``: True freezes that part.
+    """
 
     def __init__(
         self,
         detector: nn.Module,
         class_ids: Optional[Sequence[int]] = None,
         view_conditioning: bool = True,
-        view_encoder: str = "sinusoidal",
+        view_encoder: Spec = "sinusoidal",
         unknown_angles: str = "learned",
-        cass_pooling: str = "region",
-        box_regressor: bool = False,
+        cass_head: Spec = "mlp",
+        cass_on_predictions: bool = False,
         view_dim: int = 256,
         freeze: Optional[Dict[str, bool]] = None,
     ):
         super().__init__()
         if unknown_angles not in ("learned", "identity"):
-            raise ValueError(f"unknown_angles={unknown_angles!r}: expected 'learned' or 'identity'")
+            raise ConfigError(f"model.view.unknown_angles={unknown_angles!r}: expected 'learned' or 'identity'")
         self.detector = detector
         self.class_ids: List[int] = validate_class_ids(class_ids)
         self.view_conditioning = bool(view_conditioning)
         self.unknown_angles = unknown_angles
+        self.cass_on_predictions = bool(cass_on_predictions)
         channels = detector.hidden_dim
         vb = detector.backbone
         num_levels = len(vb.vision_backbone.scale_factors) - vb.scalp
-        self.view_encoder = build_view_encoder(view_encoder, dim=view_dim)
+        self.view_encoder = VIEW_ENCODERS.build(view_encoder, dim=view_dim)
         self.film = nn.ModuleList(FiLM(view_dim, channels) for _ in range(num_levels))
-        self.cass_head = CassHead(num_classes=len(self.class_ids), channels=channels, view_dim=view_dim,
-                                  pooling=cass_pooling, box_regressor=box_regressor)
+        self.cass_head = HEADS.build(cass_head, num_classes=len(self.class_ids), channels=channels,
+                                     view_dim=view_dim)
         self.register_buffer("_cat_to_class", self._category_table(self.class_ids), persistent=False)
         self.set_trainable(freeze or {})
 
@@ -83,7 +105,7 @@ class ViewConditionedSam3(nn.Module):
         }
         unknown = set(freeze) - set(parts)
         if unknown:
-            raise ValueError(f"model freeze keys {sorted(unknown)} unknown; expected {sorted(parts)}")
+            raise ConfigError(f"model.freeze keys {sorted(unknown)} unknown; expected {sorted(parts)}")
         for name, frozen in freeze.items():
             for module in parts[name]:
                 for p in module.parameters():
@@ -94,63 +116,119 @@ class ViewConditionedSam3(nn.Module):
 
     # ----------------------------------------------------------------- forward
 
-    def embed_views(self, angles: Optional[torch.Tensor], known: Optional[torch.Tensor], batch: int,
-                    device) -> torch.Tensor:
-        """(B, 2) degrees + (B,) known -> (B, D). Without conditioning every frame is "unknown"."""
-        if angles is None or known is None or not self.view_conditioning:
-            angles = torch.zeros(batch, 2, device=device)
-            known = torch.zeros(batch, dtype=torch.bool, device=device)
-        return self.view_encoder(angles.to(device), known.to(device))
+    def views_of(self, batch) -> ViewBatch:
+        """The batch's ViewBatch. A conditioned model given a batch without one is an error: calling
+        every frame "unknown view" would silently train without the angles."""
+        views = getattr(batch, "views", None)
+        n = batch.img_batch.shape[0]
+        if views is None:
+            if self.view_conditioning:
+                raise ConfigError(
+                    "ViewConditionedSam3 got a batch without view angles (a plain SAM3 BatchedDatapoint): "
+                    "collate with sam3_angio.data.dataset.collate_fn_angio, or set model.view.conditioning=false"
+                )
+            return ViewBatch.unknown(n, batch.img_batch.device)
+        if len(views) != n:
+            raise ValueError(f"batch has {n} images but views for {len(views)}")
+        return views
+
+    def embed_views(self, views: ViewBatch, device) -> torch.Tensor:
+        """ViewBatch -> (B, D). Without conditioning every frame gets the "unknown" embedding."""
+        known = views.known.to(device)
+        if not self.view_conditioning:
+            known = torch.zeros_like(known)
+        return self.view_encoder(views.angles.to(device), known)
+
+    def image_features(self, img: torch.Tensor, e: torch.Tensor, views: ViewBatch) -> Dict[str, Any]:
+        """SAM3's backbone on ``img`` (B, 3, S, S), its FPN maps modulated by FiLM(e)."""
+        out = dict(self.detector.backbone.forward_image(img))
+        if self.view_conditioning:
+            active = views.known.to(img.device) if self.unknown_angles == "identity" else None
+            fpn = [film(f, e, active) for film, f in zip(self.film, out["backbone_fpn"])]
+            out["backbone_fpn"] = fpn
+            out["vision_features"] = fpn[-1]
+        return out
+
+    def text_features(self, phrases: List[str], device) -> Dict[str, torch.Tensor]:
+        """SAM3's language backbone on the batch's phrases."""
+        return self.detector.backbone.forward_text(phrases, device=device)
+
+    def ground(self, backbone_out: Dict[str, Any], batch) -> SAM3Output:
+        """SAM3's per-stage grounding (``Sam3Image.forward`` after its backbone calls), unchanged."""
+        det = self.detector
+        if len(batch.find_inputs) != 1:
+            raise ValueError(f"image model: expected one find stage, got {len(batch.find_inputs)}")
+        find_input, find_target = batch.find_inputs[0], batch.find_targets[0]
+        prompt = Prompt(box_embeddings=find_input.input_boxes, box_mask=find_input.input_boxes_mask,
+                        box_labels=find_input.input_boxes_label)
+        steps = 0 if self.training else det.num_interactive_steps_val
+        stage_outs: List[dict] = []
+        for step in range(steps + 1):
+            if step > 0:
+                prompt, _ = det.interactive_prompt_sampler.sample(
+                    geo_prompt=prompt, find_target=find_target, previous_out=stage_outs[-1])
+            stage_outs.append(det.forward_grounding(backbone_out=backbone_out, find_input=find_input,
+                                                    find_target=find_target, geometric_prompt=prompt.clone()))
+        outputs = SAM3Output(iter_mode=SAM3Output.IterMode.LAST_STEP_PER_STAGE)
+        outputs.append(stage_outs)
+        return outputs
 
     def forward(self, batch):
         img = batch.img_batch
-        known = getattr(batch, "view_known", None)
-        e = self.embed_views(getattr(batch, "view_angles", None), known, img.shape[0], img.device)
-        active = None
-        if self.unknown_angles == "identity" and known is not None:
-            active = known.to(img.device)
-        captured: Dict[str, torch.Tensor] = {}
-        backbone = self.detector.backbone
-        original = backbone.forward_image
-
-        def forward_image(samples):
-            out = original(samples)
-            fpn = out["backbone_fpn"]
-            if self.view_conditioning:
-                fpn = [film(f, e, active) for film, f in zip(self.film, fpn)]
-                out = {**out, "backbone_fpn": fpn, "vision_features": fpn[-1]}
-            captured["features"] = fpn[-1]
-            return out
-
-        backbone.forward_image = forward_image  # instance attribute: shadows the method for this call
-        try:
-            outputs = self.detector(batch)
-        finally:
-            del backbone.forward_image
-        self._add_cass_outputs(outputs, batch, captured["features"], e)
+        views = self.views_of(batch)
+        e = self.embed_views(views, img.device)
+        backbone_out = {"img_batch_all_stages": img}
+        backbone_out.update(self.image_features(img, e, views))
+        backbone_out.update(self.text_features(batch.find_text_batch, img.device))
+        features = backbone_out["backbone_fpn"][-1]
+        outputs = self.ground(backbone_out, batch)
+        last = outputs.output[-1][-1]
+        last["view_features"] = features
+        last["view_embedding"] = e
+        self._add_cass_outputs(last, batch, features, e)
         return outputs
 
-    def _add_cass_outputs(self, outputs, batch, features: torch.Tensor, e: torch.Tensor) -> None:
-        """Name every target segment of the batch (its ground-truth region) with the CASS head."""
+    # ----------------------------------------------------------------- naming regions
+
+    def name_regions(self, features: torch.Tensor, masks: torch.Tensor, image_idx: torch.Tensor,
+                     e: torch.Tensor) -> torch.Tensor:
+        """CASS logits (N, K) for regions ``masks`` (N, H, W) of images ``image_idx`` (N,), given the
+        (FiLM-modulated) ``features`` (B, C, h, w) and view embeddings ``e`` (B, D) of the batch."""
+        return self.cass_head(features, masks.to(features.device), image_idx.to(features.device), e)
+
+    def _add_cass_outputs(self, last: dict, batch, features: torch.Tensor, e: torch.Tensor) -> None:
+        """Name every target segment of the batch from its ground-truth region (and, with
+        ``cass_on_predictions`` in training, from the predicted masks matched to it)."""
         target = batch.find_targets[0]
         inputs = batch.find_inputs[0]
         meta = batch.find_metadatas[0]
-        num = target.num_boxes.to(features.device).long()  # (Q,) objects per query
-        img_of_query = inputs.img_ids.to(features.device).long()  # (Q,)
+        device = features.device
+        num = target.num_boxes.to(device).long()  # (Q,) objects per query
+        img_of_query = inputs.img_ids.to(device).long()  # (Q,)
         image_idx = torch.repeat_interleave(img_of_query, num)
-        cats = torch.as_tensor(meta.original_category_id, device=features.device).long().view(-1)
-        cat_of_obj = torch.repeat_interleave(cats, num)
-        table = self._cat_to_class.to(features.device)
-        valid = (cat_of_obj >= 0) & (cat_of_obj < table.numel())
-        labels = torch.where(valid, table[cat_of_obj.clamp(0, table.numel() - 1)], torch.full_like(cat_of_obj, -1))
+        cats = torch.as_tensor(meta.original_category_id, device=device).long().view(-1)
+        labels = self.class_index(torch.repeat_interleave(cats, num))
         masks = target.segments  # None when segmentation is off: the boxes stand in
         if masks is None or masks.shape[0] != image_idx.shape[0]:
             masks = boxes_to_masks(target.boxes.view(-1, 4), features.shape[-2:])
-        head = self.cass_head(features, masks.to(features.device), image_idx, e)
-        last = outputs.output[-1][-1] if hasattr(outputs, "output") else outputs[-1][-1]
-        last.update(head)
+        logits = self.name_regions(features, masks, image_idx, e)
+        if self.training and self.cass_on_predictions and "indices" in last and "pred_masks" in last:
+            q_idx, p_idx, t_idx = last["indices"]
+            t_idx = torch.arange(len(q_idx), device=device) if t_idx is None else t_idx.to(device)
+            pred = (last["pred_masks"][q_idx, p_idx].detach() > 0)  # (M, h4, w4) matched predictions
+            logits = torch.cat([logits, self.name_regions(features, pred, img_of_query[q_idx.to(device)], e)])
+            labels = torch.cat([labels, labels[t_idx]])
+            image_idx = torch.cat([image_idx, img_of_query[q_idx.to(device)]])
+        last["cass_logits"] = logits
         last["cass_targets"] = labels
         last["cass_image_idx"] = image_idx
+
+    def class_index(self, category_ids: torch.Tensor) -> torch.Tensor:
+        """COCO category ids (= CASS numbers) -> head class index, -1 outside the class set."""
+        table = self._cat_to_class.to(category_ids.device)
+        valid = (category_ids >= 0) & (category_ids < table.numel())
+        return torch.where(valid, table[category_ids.clamp(0, table.numel() - 1)],
+                           torch.full_like(category_ids, -1))
 
 
 def boxes_to_masks(boxes_cxcywh: torch.Tensor, size) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 angles (B, 2) in degrees, [primary LAO+/RAO-, secondary CRA+/CAU-]; known (B,) bool -> (B, dim).
 Unknown angles (ARCADE, rows without a contours JSON) take a learned "unknown" embedding: never a
-zero vector that would mean "0 degrees".
+zero vector that would mean "0 degrees". Encoders register under the name YAML gives
+(``model.view.encoder``); a new one subclasses ``ViewEncoder`` and implements ``encode``
+(docs/extending.md).
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import math
 import torch
 import torch.nn as nn
 
-from sam3_angio.registry import MODELS
+from sam3_angio.registry import VIEW_ENCODERS
 
 
-class _ViewEncoder(nn.Module):
+class ViewEncoder(nn.Module):
+    """Base class: ``encode(angles (B, 2) degrees) -> (B, dim)`` for known angles; unknown rows get the
+    learned ``unknown`` embedding."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
         self.unknown = nn.Parameter(torch.randn(dim) * 0.02)
 
-    def encode(self, angles: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def encode(self, angles: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement encode(angles (B, 2)) -> (B, dim)")
 
     def forward(self, angles: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """angles (B, 2) degrees, known (B,) bool -> (B, dim)."""
@@ -34,8 +39,8 @@ class _ViewEncoder(nn.Module):
         return torch.where(known[:, None], e, self.unknown.to(e.dtype).expand_as(e))
 
 
-@MODELS.register()
-class SinusoidalViewEncoder(_ViewEncoder):
+@VIEW_ENCODERS.register("sinusoidal")
+class SinusoidalViewEncoder(ViewEncoder):
     """Sinusoidal encoding of both angles (radians) with learnable frequencies, then an MLP."""
 
     def __init__(self, dim: int = 256, num_frequencies: int = 8, hidden: int = 256):
@@ -54,8 +59,8 @@ class SinusoidalViewEncoder(_ViewEncoder):
         return self.mlp(feats)
 
 
-@MODELS.register()
-class CategoricalViewEncoder(_ViewEncoder):
+@VIEW_ENCODERS.register("categorical")
+class CategoricalViewEncoder(ViewEncoder):
     """9 bins per angle (-40..+40 by 10 degrees, clamped), separate embeddings for primary and
     secondary, summed and projected."""
 
@@ -76,12 +81,3 @@ class CategoricalViewEncoder(_ViewEncoder):
     def encode(self, angles: torch.Tensor) -> torch.Tensor:
         b = self.bins(angles)
         return self.proj(self.primary(b[:, 0]) + self.secondary(b[:, 1]))
-
-
-def build_view_encoder(kind: str, dim: int = 256) -> _ViewEncoder:
-    kinds = {"sinusoidal": SinusoidalViewEncoder, "categorical": CategoricalViewEncoder}
-    if kind not in kinds:
-        from sam3_angio.errors import ConfigError
-
-        raise ConfigError(f"model.view.encoder={kind!r}: expected one of {', '.join(kinds)}")
-    return kinds[kind](dim=dim)

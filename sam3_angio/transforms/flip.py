@@ -1,8 +1,8 @@
 """Flips that know what they do to the C-arm view angles: a mirrored frame is not a real view, so by
 default the angles are marked unknown; the ``mirror`` rule instead negates the flipped axis' angle.
 
-View-angle contract (data layer): ``datapoint.view_angles`` float ``(2,)`` degrees [primary LAO+/RAO-,
-secondary CRA+/CAU-] and ``datapoint.view_known`` bool. Derivation of the rule: docs/transforms.md.
+View-angle contract (data layer): ``AngioDatapoint.view`` - a ``ViewAngles`` (degrees, primary LAO+/RAO-,
+secondary CRA+/CAU-) or None for unknown (``sam3_angio.view_angles``). Derivation of the rule: docs/transforms.md.
 """
 
 from __future__ import annotations
@@ -21,26 +21,18 @@ NAME = "RandomFlipWithViewAngles"
 
 
 def flip_view_angles(datapoint: Datapoint, horizontal: bool, vertical: bool, rule: str) -> None:
-    """Update ``view_angles`` / ``view_known`` for a flipped frame.
+    """Update ``datapoint.view`` for a flipped frame.
 
-    ``unknown``: ``view_known = False`` (values left as they were; readers must honour the flag).
-    ``mirror``: a horizontal flip negates the primary (LAO/RAO) angle, a vertical flip the secondary
-    (CRA/CAU) angle: ``hflip(I(heart, p, s)) = I(mirrored heart, -p, s)`` exactly, but the heart is a
-    mirror image, so this is not the RAO view of the same patient.
+    ``unknown``: the view becomes None (unknown). ``mirror``: a horizontal flip negates the primary
+    (LAO/RAO) angle, a vertical flip the secondary (CRA/CAU) angle: ``hflip(I(heart, p, s)) =
+    I(mirrored heart, -p, s)`` exactly, but the heart is a mirror image, so this is not the RAO view of
+    the same patient. A plain SAM3 Datapoint (no ``view`` field) has no angles to update.
     """
     if rule not in VIEW_ANGLE_RULES:
         raise ValueError(f"{NAME}: view_angle_rule={rule!r}; expected one of {VIEW_ANGLE_RULES}")
-    if not (horizontal or vertical) or not hasattr(datapoint, "view_angles"):
+    if not (horizontal or vertical) or getattr(datapoint, "view", None) is None:
         return
-    if rule == "unknown":
-        datapoint.view_known = False
-        return
-    angles = torch.as_tensor(datapoint.view_angles).clone()
-    if horizontal:
-        angles[..., 0] = -angles[..., 0]
-    if vertical:
-        angles[..., 1] = -angles[..., 1]
-    datapoint.view_angles = angles
+    datapoint.view = None if rule == "unknown" else datapoint.view.mirrored(horizontal, vertical)
 
 
 def _flip_boxes(boxes: torch.Tensor, horizontal: bool, vertical: bool, h: int, w: int) -> torch.Tensor:
@@ -104,7 +96,7 @@ class RandomFlipWithViewAngles:
     """Random horizontal / vertical flip of image, masks, boxes and prompts, with a view-angle rule.
 
     Off in the view-conditioned configs. Default ``view_angle_rule="unknown"`` marks a flipped frame's
-    angles unknown (``view_known=False``); ``"mirror"`` negates the flipped axis' angle (primary for a
+    angles unknown (``view`` None); ``"mirror"`` negates the flipped axis' angle (primary for a
     horizontal flip, secondary for a vertical one) - geometrically exact for a mirrored heart, which no
     patient has. Needs decoded masks (after ``DecodeRle``), before ``NormalizeAPI``.
 

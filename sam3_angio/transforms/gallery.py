@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 from sam3.train.data.sam3_image_dataset import Datapoint, FindQueryLoaded, Image, InferenceMetadata, Object
 
+from sam3_angio.data.dataset import AngioDatapoint
 from sam3_angio.transforms.flip import apply_flip
 from sam3_angio.transforms.frame import PrepareXRayFrame
 from sam3_angio.transforms.geometric import apply_affine
@@ -31,7 +32,7 @@ DEFAULT_ARCADE = os.path.join("..", "shared", "data", "arcade", "syntax_val")
 
 def load_arcade_datapoint(split_dir: str, file_name: str) -> Tuple[Datapoint, List[str]]:
     """One ARCADE frame -> Datapoint (PIL RGB, decoded masks, pixel-edge boxes, one query per object)
-    plus the SYNTAX segment name of each object. ARCADE has no view angles: ``view_known=False``."""
+    plus the SYNTAX segment name of each object. ARCADE has no view angles: ``view`` is None."""
     ann_path = os.path.join(split_dir, "annotations.json")
     with open(ann_path, encoding="utf-8") as f:
         coco = json.load(f)
@@ -55,8 +56,7 @@ def load_arcade_datapoint(split_dir: str, file_name: str) -> Tuple[Datapoint, Li
     ]
     with PILImage.open(os.path.join(split_dir, "images", file_name)) as im:
         data = im.copy()
-    dp = Datapoint(find_queries=queries, images=[Image(data=data, objects=objects, size=(h, w))])
-    dp.view_angles, dp.view_known = torch.zeros(2), False
+    dp = AngioDatapoint(find_queries=queries, images=[Image(data=data, objects=objects, size=(h, w))], view=None)
     PrepareXRayFrame()(dp)
     return dp, names
 

@@ -1,4 +1,6 @@
-"""The angiography losses in the configuration that trains: finite, with gradients, weighted."""
+"""The angiography losses in the configuration that trains (built from the composed phase configs):
+each registered term is finite and reaches the weights it should, group weights rescale by the group
+each term declares, and a third-party term plugs in by YAML alone."""
 
 from __future__ import annotations
 
@@ -7,69 +9,83 @@ import copy
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from model_fixtures import last_step as _last, wrapper as _wrapper
-
-
-def _train_step_outputs(tiny_sam3, batch):
-    model = _wrapper(copy.deepcopy(tiny_sam3)).train()
-    return model, model(batch)
+from model_fixtures import wrapper as _wrapper
 
 
-def _sam3_loss():
+def _loss_from_config(task: str = "cass", overrides=()):
+    """``scratch.angio_loss`` exactly as tools/train.py composes it for ``task``."""
     from sam3_angio.training.config import compose
-    from omegaconf import OmegaConf
 
-    cfg = compose("cass")
-    node = OmegaConf.to_container(cfg.scratch.sam3_loss, resolve=True)
+    classes = ["model.class_ids=[1,2,12,13]"] if task == "cass" else []  # the classes of the tiny data set
+    cfg = compose(task, ["model.name=sam3_tiny", *classes, *overrides])
+    with_model = OmegaConf.merge(cfg, {"model": {"resolved": "sam3_tiny"}})
+    node = OmegaConf.to_container(with_model.scratch.angio_loss, resolve=True)
     return instantiate(node)
 
 
-@pytest.mark.parametrize("which", ["presence", "semantic", "cass", "combined", "combined_study_weights"])
-def test_each_loss_is_finite_and_has_a_gradient(which, tiny_sam3, cass_batch, single_rank_group):
-    from sam3_angio.losses import AngioLoss, CassCrossEntropy, PresenceLoss, SemanticFocalLoss
+def _step(tiny_sam3, batch):
+    model = _wrapper(copy.deepcopy(tiny_sam3)).train()
+    outputs = model(batch)
+    return model, outputs, [model.back_convert(t) for t in batch.find_targets]
 
-    model, outputs = _train_step_outputs(tiny_sam3, cass_batch)
-    targets = [model.back_convert(t) for t in cass_batch.find_targets]
-    last = _last(outputs)
-    if which == "cass":
-        loss = CassCrossEntropy(class_ids=[1, 2, 12, 13], counts={1: 5, 2: 1, 12: 3, 13: 2},
-                                label_smoothing=0.1)(last["cass_logits"], last["cass_targets"])
-        watched = "cass_head.classifier.weight"
-    elif which in ("presence", "semantic"):
-        sam3 = _sam3_loss()
-        sam3.loss_fns_find = torch.nn.ModuleList([PresenceLoss()]) if which == "presence" else torch.nn.ModuleList()
-        if which == "semantic":
-            sam3.loss_fn_semantic_seg = SemanticFocalLoss()
-        losses = sam3(outputs, targets)
-        key = "presence_loss" if which == "presence" else "loss_semantic_seg"
-        assert torch.isfinite(losses[key])
-        loss = losses["core_loss"]
-        watched = ("detector.transformer.decoder.presence_token.weight" if which == "presence"
-                   else "detector.segmentation_head.semantic_seg_head.weight")
-    else:
-        weights = {"segmentation": 0.3, "classification": 0.5, "boxes": 0.2} if which.endswith("weights") else None
-        combined = AngioLoss(_sam3_loss(), CassCrossEntropy(class_ids=[1, 2, 12, 13]), group_weights=weights)
-        losses = combined(outputs, targets)
-        for key in ("loss_bbox", "loss_giou", "loss_ce", "presence_loss", "loss_mask", "loss_dice",
-                    "loss_semantic_seg", "loss_cass_ce"):
-            assert key in losses and torch.isfinite(torch.as_tensor(losses[key])), key
-        loss = losses["core_loss"]
-        watched = "cass_head.classifier.weight"
-    assert torch.isfinite(loss)
-    loss.backward()
+
+# Term name in the config -> a loss key it must produce, a parameter its gradient must reach.
+TERMS = {
+    "boxes": ("loss_bbox", "detector.transformer.decoder.bbox_embed.layers.2.weight"),
+    "presence": ("presence_loss", "detector.transformer.decoder.presence_token.weight"),
+    "masks": ("loss_mask", "detector.segmentation_head.mask_predictor.mask_embed.layers.0.weight"),
+    "semantic": ("loss_semantic_seg", "detector.segmentation_head.semantic_seg_head.weight"),
+    "cass_ce": ("loss_cass_ce", "cass_head.classifier.weight"),
+}
+
+
+@pytest.mark.parametrize("term", sorted(TERMS))
+def test_each_configured_term_is_finite_and_reaches_its_weights(term, tiny_sam3, cass_batch, single_rank_group):
+    others = [f"scratch.loss_terms.{t}=null" for t in TERMS if t != term]
+    loss_fn = _loss_from_config("cass", others)
+    model, outputs, targets = _step(tiny_sam3, cass_batch)
+    key, watched = TERMS[term]
+    losses = loss_fn(outputs, targets)
+    assert torch.isfinite(torch.as_tensor(losses[key])), key
+    losses["core_loss"].backward()
     grad = dict(model.named_parameters())[watched].grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_study_group_weights_rescale_sam3_terms():
-    from sam3_angio.losses import AngioLoss
+@pytest.mark.parametrize("weights", [None, "{segmentation:0.3,classification:0.5,boxes:0.2}"])
+def test_the_cass_config_loss_is_finite_with_every_term(weights, tiny_sam3, cass_batch, single_rank_group):
+    loss_fn = _loss_from_config("cass", [f"scratch.loss_group_weights={weights}"] if weights else [])
+    _, outputs, targets = _step(tiny_sam3, cass_batch)
+    losses = loss_fn(outputs, targets)
+    for key, _ in TERMS.values():
+        assert key in losses and torch.isfinite(torch.as_tensor(losses[key])), key
+    assert torch.isfinite(losses["core_loss"])
 
-    plain, study = _sam3_loss(), _sam3_loss()
-    AngioLoss(study, None, group_weights={"segmentation": 0.3, "classification": 0.5, "boxes": 0.2})
-    box_plain = plain.loss_fns_find[0].weight_dict["loss_bbox"]
-    assert study.loss_fns_find[0].weight_dict["loss_bbox"] == pytest.approx(box_plain * 0.6)
-    assert study.loss_fns_find[1].weight_dict["loss_ce"] == pytest.approx(plain.loss_fns_find[1].weight_dict["loss_ce"] * 1.5)
+
+def test_study_group_weights_rescale_each_term_by_its_group():
+    plain = _loss_from_config("cass")
+    study = _loss_from_config("cass", ["scratch.loss_group_weights={segmentation:0.3,classification:0.5,boxes:0.2}"])
+    by_type = lambda loss: {type(t).__name__: t for t in loss.sam3_loss.loss_fns_find}  # noqa: E731
+    p, s = by_type(plain), by_type(study)
+    assert s["BoxLoss"].weight_dict["loss_bbox"] == pytest.approx(p["BoxLoss"].weight_dict["loss_bbox"] * 0.6)
+    assert s["PresenceLoss"].weight_dict["loss_ce"] == pytest.approx(p["PresenceLoss"].weight_dict["loss_ce"] * 1.5)
+    assert s["MaskLoss"].weight_dict["loss_dice"] == pytest.approx(p["MaskLoss"].weight_dict["loss_dice"] * 0.9)
+    assert study.sam3_loss.loss_fn_semantic_seg.weight_dict["loss_semantic_seg"] == pytest.approx(
+        plain.sam3_loss.loss_fn_semantic_seg.weight_dict["loss_semantic_seg"] * 0.9)
+
+
+def test_training_configs_use_the_registered_terms_with_weak_loss():
+    for task in ("vessel_segmentation", "cass", "stenosis"):
+        loss = _loss_from_config(task)
+        names = sorted(type(t).__name__ for t in loss.sam3_loss.loss_fns_find)
+        assert names == ["BoxLoss", "MaskLoss", "PresenceLoss"], task
+        assert type(loss.sam3_loss.loss_fn_semantic_seg).__name__ == "SemanticFocalLoss"
+        presence = next(t for t in loss.sam3_loss.loss_fns_find if type(t).__name__ == "PresenceLoss")
+        assert presence.weak_loss is True  # labels_exhaustive=false must be able to drop negatives
+    assert list(_loss_from_config("cass").own_terms) == ["cass_ce"]
+    assert not _loss_from_config("vessel_segmentation").own_terms
 
 
 def test_cass_ce_weights_follow_inverse_frequency():
@@ -77,6 +93,15 @@ def test_cass_ce_weights_follow_inverse_frequency():
 
     ce = CassCrossEntropy(class_ids=[1, 2], counts={1: 30, 2: 10})
     # N / (K n_c): 40 / (2 * 30), 40 / (2 * 10)
-    assert torch.allclose(ce.weight, torch.tensor([40 / 60, 40 / 20]))
+    assert torch.allclose(ce.class_weight, torch.tensor([40 / 60, 40 / 20]))
 
 
+def test_a_term_without_a_known_group_is_a_config_error():
+    from sam3_angio.errors import ConfigError
+    from sam3_angio.losses import AngioLoss, OutputTerm
+
+    class Ungrouped(OutputTerm):
+        group = "style"
+
+    with pytest.raises(ConfigError, match="declares group 'style'"):
+        AngioLoss({"odd": Ungrouped()}, matcher=None)

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from conftest import run_train, small_run_overrides
+from sam3_angio.view_angles import ViewBatch
 from model_fixtures import last_step as _last, wrapper as _wrapper
 
 
 def test_batch_carries_view_angles(cass_batch):
-    assert cass_batch.view_angles.shape == (2, 2)
-    assert cass_batch.view_known.all()
-    assert torch.isfinite(cass_batch.view_angles).all()
+    assert cass_batch.views.angles.shape == (2, 2)
+    assert cass_batch.views.known.all()
+    assert torch.isfinite(cass_batch.views.angles).all()
 
 
 def test_fresh_wrapper_reproduces_plain_sam3(tiny_sam3, cass_batch):
@@ -48,7 +49,7 @@ def test_changing_the_angles_changes_cass_logits_after_training(tiny_sam3, cass_
     with torch.no_grad():
         before = _last(model(cass_batch))["cass_logits"]
         moved = copy.copy(cass_batch)
-        moved.view_angles = cass_batch.view_angles + torch.tensor([30.0, -20.0])
+        moved.views = cass_batch.views.with_angles(cass_batch.views.angles + torch.tensor([30.0, -20.0]))
         after = _last(model(moved))["cass_logits"]
         # FiLM left identity would keep the SAM3 outputs; after training it must have moved too.
         film_moved = any(f.proj.weight.abs().sum() > 0 for f in model.film)
@@ -59,11 +60,11 @@ def test_changing_the_angles_changes_cass_logits_after_training(tiny_sam3, cass_
 def test_unknown_angles_run_and_never_mean_zero_degrees(tiny_sam3, cass_batch):
     model = _wrapper(copy.deepcopy(tiny_sam3)).eval()
     unknown = copy.copy(cass_batch)
-    unknown.view_known = torch.zeros_like(cass_batch.view_known)
+    unknown.views = ViewBatch.unknown(2)
     zero = copy.copy(cass_batch)
-    zero.view_angles = torch.zeros_like(cass_batch.view_angles)
-    e_unknown = model.embed_views(unknown.view_angles, unknown.view_known, 2, "cpu")
-    e_zero = model.embed_views(zero.view_angles, zero.view_known, 2, "cpu")
+    zero.views = cass_batch.views.with_angles(torch.zeros_like(cass_batch.views.angles))
+    e_unknown = model.embed_views(unknown.views, "cpu")
+    e_zero = model.embed_views(zero.views, "cpu")
     assert not torch.allclose(e_unknown, e_zero)
     assert torch.allclose(e_unknown[0], model.view_encoder.unknown)
     with torch.no_grad():
@@ -77,7 +78,7 @@ def test_identity_mode_leaves_unknown_frames_untouched(tiny_sam3, cass_batch):
     for f in model.film:  # a trained, non-identity FiLM
         torch.nn.init.normal_(f.proj.weight, std=0.1)
     unknown = copy.copy(cass_batch)
-    unknown.view_known = torch.zeros_like(cass_batch.view_known)
+    unknown.views = ViewBatch.unknown(2)
     with torch.no_grad():
         a, b = _last(plain(unknown)), _last(model(unknown))
         c = _last(model(cass_batch))
@@ -87,9 +88,9 @@ def test_identity_mode_leaves_unknown_frames_untouched(tiny_sam3, cass_batch):
 
 @pytest.mark.parametrize("kind", ["sinusoidal", "categorical"])
 def test_view_encoders_give_256d_and_depend_on_angles(kind):
-    from sam3_angio.model.view_encoder import build_view_encoder
+    from sam3_angio.registry import VIEW_ENCODERS
 
-    enc = build_view_encoder(kind)
+    enc = VIEW_ENCODERS.build(kind, dim=256)
     angles = torch.tensor([[-30.0, 25.0], [40.0, -20.0]])
     e = enc(angles, torch.tensor([True, True]))
     assert e.shape == (2, 256) and not torch.allclose(e[0], e[1])

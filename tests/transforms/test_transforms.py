@@ -12,6 +12,8 @@ import torch
 from PIL import Image as PILImage
 
 from sam3.train.data.collator import collate_fn_api
+from sam3_angio.data.dataset import AngioDatapoint
+from sam3_angio.view_angles import ViewAngles
 from sam3.train.data.sam3_image_dataset import Datapoint, FindQueryLoaded, Image, InferenceMetadata, Object
 from sam3.train.transforms.basic_for_api import NormalizeAPI, ToTensorAPI
 
@@ -79,10 +81,8 @@ def _datapoint(masks, queries, image="gray", angles=(30.0, -20.0), known=True) -
     for i, m in enumerate(masks):
         box = box_from_mask(m).clone() if m is not None else torch.tensor([20.0, 10.0, 30.0, 18.0])
         objects.append(Object(bbox=box, area=float(m.sum()) if m is not None else 80.0, object_id=i, segment=m))
-    dp = Datapoint(find_queries=queries, images=[Image(data=data, objects=objects, size=(H, W))])
-    dp.view_angles = torch.tensor(angles, dtype=torch.float32)
-    dp.view_known = known
-    return dp
+    view = ViewAngles(*angles) if known else None
+    return AngioDatapoint(find_queries=queries, images=[Image(data=data, objects=objects, size=(H, W))], view=view)
 
 
 def _mask_box_consistent(dp: Datapoint) -> None:
@@ -97,8 +97,8 @@ def _targets_snapshot(dp: Datapoint):
     return (
         [(o.bbox.clone(), o.area, None if o.segment is None else o.segment.clone()) for o in dp.images[0].objects],
         [(q.query_text, list(q.object_ids_output)) for q in dp.find_queries],
-        dp.view_angles.clone(),
-        dp.view_known,
+        dp.view,
+        dp.view is not None,
         dp.images[0].size,
     )
 
@@ -173,15 +173,15 @@ def test_prepare_frame_turns_colour_into_luma_and_refuses_nan():
     ids=["pil-uint16", "numpy-float", "tensor-1HW", "pil-L"],
 )
 def test_prepare_xray_frame_writes_8bit_rgb_with_equal_channels(data):
-    dp = Datapoint(find_queries=[], images=[Image(data=data, objects=[], size=(0, 0))])
-    dp.view_angles, dp.view_known = torch.tensor([10.0, 5.0]), True
+    dp = AngioDatapoint(find_queries=[], images=[Image(data=data, objects=[], size=(0, 0))],
+                        view=ViewAngles(10.0, 5.0))
     PrepareXRayFrame()(dp)
     img = dp.images[0]
     assert isinstance(img.data, PILImage.Image) and img.data.mode == "RGB"
     assert img.data.size == (W, H) and img.size == (H, W)
     a = np.asarray(img.data)
     assert (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all()
-    assert dp.view_known and torch.equal(dp.view_angles, torch.tensor([10.0, 5.0]))
+    assert dp.view == ViewAngles(10.0, 5.0)
 
     dp2 = Datapoint(find_queries=[], images=[Image(data=data, objects=[], size=(0, 0))])
     PrepareXRayFrame(output="tensor")(dp2)
@@ -317,7 +317,7 @@ def test_box_only_object_gets_enclosing_box_of_corners_clipped_to_frame():
 def test_affine_keeps_view_angles_and_known_flag():
     dp = _datapoint([_blob()], [_query("a", [0], 0)], angles=(-30.0, 25.0))
     RandomAffineWithTargets(p=1.0)(dp)
-    assert dp.view_known is True and torch.equal(dp.view_angles, torch.tensor([-30.0, 25.0]))
+    assert dp.view == ViewAngles(-30.0, 25.0)
 
 
 def test_affine_needs_decoded_masks_and_says_where_to_put_decode_rle():
@@ -405,16 +405,16 @@ def test_flip_maps_masks_and_boxes_consistently_and_twice_is_identity(image, hor
         np.testing.assert_array_equal(np.asarray(dp.images[0].data), np.asarray(before.images[0].data))
     else:
         assert torch.equal(dp.images[0].data, before.images[0].data)
-    assert torch.equal(dp.view_angles, before.view_angles)  # mirror twice = the original view
+    assert dp.view == before.view  # mirror twice = the original view
 
 
 def test_flip_marks_view_angles_unknown_by_default():
     dp = _datapoint([_blob()], [_query("a", [0], 0)], angles=(30.0, -20.0))
     RandomFlipWithViewAngles(p_horizontal=1.0)(dp)
-    assert dp.view_known is False
+    assert dp.view is None
     dp = _datapoint([_blob()], [_query("a", [0], 0)])
     RandomFlipWithViewAngles(p_horizontal=0.0, p_vertical=0.0)(dp)  # no flip drawn: nothing changes
-    assert dp.view_known is True
+    assert dp.view is not None
 
 
 @pytest.mark.parametrize(
@@ -424,7 +424,7 @@ def test_flip_marks_view_angles_unknown_by_default():
 def test_flip_mirror_rule_negates_the_flipped_axis_angle(horizontal, vertical, expected):
     dp = _datapoint([_blob()], [_query("a", [0], 0)], angles=(30.0, -20.0))
     apply_flip(dp, horizontal, vertical, view_angle_rule="mirror")
-    assert dp.view_known is True and torch.equal(dp.view_angles, torch.tensor(expected))
+    assert dp.view == ViewAngles(*expected)
 
 
 def _c_arm_projection(points: np.ndarray, primary: float, secondary: float) -> np.ndarray:

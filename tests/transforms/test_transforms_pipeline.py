@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 import pytest
+
+from sam3_angio.view_angles import ViewAngles
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -25,7 +27,7 @@ from sam3_angio.data.dataset import AngioImageDataset
 from sam3_angio.transforms import apply_affine, dropped_object_counts, reset_dropped_object_counts
 from sam3_angio.transforms.targets import box_from_mask
 
-DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "transforms.md")
+DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "transforms.md")
 RES = 112
 H, W = 80, 96  # non-square frames
 ANGLES = {1: (30.0, -20.0), 2: (-35.0, 25.0)}
@@ -127,7 +129,7 @@ def test_train_pipeline_from_docs_yields_valid_collated_batches(coco_dir, seed):
     random.seed(seed)
     items = [ds[i] for i in range(len(ds))]
     for dp, img_id in zip(items, (1, 2)):
-        assert dp.view_known is True and torch.equal(dp.view_angles, torch.tensor(ANGLES[img_id]))
+        assert dp.view == ViewAngles(*ANGLES[img_id])
     tgt = _check_batch(collate_fn_api(items, dict_key="all", with_seg_masks=True)["all"], 2)
     # 2 images x 2 categories (include_negatives): 4 queries, one of them negative (image 2 has no RCA 1)
     assert len(tgt.num_boxes) == 4 and tgt.num_boxes.tolist()[2] == 0
@@ -152,7 +154,7 @@ def test_flip_from_docs_marks_angles_unknown_inside_the_pipeline(coco_dir):
     steps.insert(5, flip)  # after the photometric transform, as the docs say
     ds = _dataset(coco_dir, [ComposeAPI(steps)])
     dp = ds[0]
-    assert dp.view_known is False
+    assert dp.view is None
     _check_batch(collate_fn_api([dp, ds[1]], dict_key="all", with_seg_masks=True)["all"], 2)
 
 
