@@ -8,8 +8,9 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
-from .atomic import OutputExistsError
-from .layout import TASKS, DataLayoutError
+from sam3_angio.errors import run_cli
+
+from .layout import TASKS
 
 
 def _class_ids(text: Optional[str]) -> Optional[List[int]]:
@@ -22,17 +23,13 @@ def _class_ids(text: Optional[str]) -> Optional[List[int]]:
 
 
 def _run(fn: Callable[[], object], out: str) -> int:
-    """Run ``fn``; user mistakes become one ``error:`` message and exit status 2 (no traceback)."""
-    try:
+    """Run ``fn``; a user mistake (UserError) becomes one ``error:`` message and exit status 2; any
+    other exception is a bug and keeps its traceback."""
+    def main() -> int:
         fn()
-    except (DataLayoutError, OutputExistsError, FileNotFoundError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; '{out}' was not written (or left as it was)", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_cli(main, interrupted=f"interrupted; '{out}' was not written (or left as it was)")
 
 
 def make_synthetic_main(argv: Optional[List[str]] = None) -> int:

@@ -1,9 +1,10 @@
 """Evaluation: COCO AP (bbox, segm, per category), full-tree Dice/IoU, the ARCADE challenge F1,
-CASS classification, and a SAM3-trainer meter that reports them during validation.
+end-to-end naming of CASS segments, and the trainer's validation meter.
 
 Entry points: ``evaluate_files(gt_json, pred_json, out_dir=...)`` (also behind ``tools/eval.py``) and
-``AngioCocoMeter`` / ``AngioCocoEvaluator`` for the trainer's ``meters:`` config. Metric keys are flat
-and dotted (``segm.AP``, ``per_class.<name>.segm.AP``, ``arcade_f1``); see docs/evaluation.md.
+``AngioValMeter`` for the trainer's ``meters:`` config. Metric keys are flat and dotted and have one
+owner, ``keys.py`` (``segm.AP``, ``per_class.<name>.segm.AP``, ``cass.naming_top1``, ...);
+docs/evaluation.md lists them.
 """
 
 from .arcade_f1 import arcade_f1_segmentation, arcade_f1_stenosis, dice_f1
@@ -13,15 +14,14 @@ from .errors import EvaluationInputError
 from .evaluate import EvaluationResult, evaluate_files, evaluate_predictions
 from .evaluator import DatasetEvaluator, DatasetEvaluators, run_evaluator
 from .ground_truth import GroundTruth
-from .keys import format_summary, nested, scalar_metrics
+from .keys import format_summary, nested, scalar_metrics, tensorboard_metrics
 from .mask_metrics import MaskMetricsEvaluator
+from .naming_metrics import NamingEvaluator
 from .predictions import IGNORE_REASONS, PredictionSet, load_predictions
-from .meter import AngioCocoEvaluator, AngioCocoMeter  # noqa: E402  (registers with EVALUATORS)
-from .cass_head_meter import CassHeadMeter  # noqa: E402
+from .meter import AngioValMeter  # noqa: E402  (registers with EVALUATORS)
 
 __all__ = [
-    "AngioCocoEvaluator",
-    "AngioCocoMeter",
+    "AngioValMeter",
     "CassEvaluator",
     "CocoEvaluator",
     "DatasetEvaluator",
@@ -31,6 +31,7 @@ __all__ = [
     "GroundTruth",
     "IGNORE_REASONS",
     "MaskMetricsEvaluator",
+    "NamingEvaluator",
     "PredictionSet",
     "arcade_f1_segmentation",
     "arcade_f1_stenosis",
@@ -45,4 +46,5 @@ __all__ = [
     "run_evaluator",
     "scalar_metrics",
     "summarize_stat",
+    "tensorboard_metrics",
 ]

@@ -1,17 +1,20 @@
 """Command line of ``tools/eval.py``: evaluate a predictions file, or a checkpoint on a data split.
 
 Two modes: ``--gt GT.json --pred PRED.json`` (a COCO results file from any model) and
-``-c CONFIG --checkpoint CKPT [--split val]`` (runs our model through
-``sam3_angio.training.predict.predict_split`` and evaluates what it writes, with the same code).
+``--checkpoint CKPT [-c CONFIG] [--split val]`` (runs the trained model through the inference
+``Predictor`` - the one ``tools/predict.py`` uses - and evaluates its predictions with the same code).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import sys
 from typing import List, Optional
+
+from sam3_angio.errors import run_cli
+from sam3_angio.model.builders import banner
 
 from .errors import EvaluationInputError
 
@@ -34,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--gt", help="COCO ground truth (annotations.json of the split)")
     src.add_argument("--pred", help="COCO results list (bbox and/or segmentation: RLE or polygons)")
     mod = p.add_argument_group("model mode")
-    mod.add_argument("-c", "--config", help="training config (path or name) whose model to run")
+    mod.add_argument("-c", "--config", help="the run's config (path or name); default: the config_resolved.yaml "
+                     "tools/train.py saved beside the checkpoint")
     mod.add_argument("--checkpoint", help="checkpoint.pt to evaluate")
+    mod.add_argument("--naming", choices=["fused", "head", "query"], default=None,
+                     help="how predicted segments are named (default: the config's inference.naming)")
     mod.add_argument("--split", default="val", help="data split to run on (default: val)")
     mod.add_argument("overrides", nargs="*", help="Hydra overrides for the config, e.g. paths.data_root=/data")
     out = p.add_argument_group("output and options")
@@ -62,14 +68,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     model_mode = args.config is not None or args.checkpoint is not None
     if file_mode and args.pred is None or (not model_mode and args.gt is None):
         parser.error("give --gt GT.json --pred PRED.json, or -c CONFIG --checkpoint CKPT")
-    if model_mode and (args.config is None or args.checkpoint is None):
-        parser.error("model mode needs both -c CONFIG and --checkpoint CKPT")
+    if model_mode and args.checkpoint is None:
+        parser.error("model mode needs --checkpoint CKPT (and -c CONFIG unless the run folder holds its config)")
     if model_mode and args.pred is not None:
         parser.error("--pred and -c/--checkpoint are two different modes: use one")
-    try:
+
+    def run() -> int:
+        model_info = None
         if model_mode:
-            gt_json, pred_json, out_dir, logits = _run_model(args)
-            args.cass_logits = args.cass_logits or logits
+            gt_json, pred_json, out_dir, model_info = _run_model(args)
         else:
             gt_json, pred_json, out_dir = args.gt, args.pred, args.out
         from .evaluate import evaluate_files
@@ -90,56 +97,37 @@ def main(argv: Optional[List[str]] = None) -> int:
             allow_empty=args.allow_empty,
             report=not args.no_report,
             n_overlays=args.overlays,
+            model_info=model_info,
         )
-    except Exception as e:
-        from sam3_angio.training.cli import find_user_error
+        print(format_summary(metrics))
+        if out_dir is not None:
+            print(f"wrote {os.path.join(out_dir, 'metrics.json')}"
+                  + ("" if args.no_report else f" and {os.path.join(out_dir, 'report.md')}"))
+        return 0
 
-        user_error = e if isinstance(e, EvaluationInputError) else find_user_error(e)
-        if user_error is None:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
-        return 2
-    print(format_summary(metrics))
-    if out_dir is not None:
-        print(f"wrote {os.path.join(out_dir, 'metrics.json')}" + ("" if args.no_report else f" and {os.path.join(out_dir, 'report.md')}"))
-    return 0
+    return run_cli(run)
 
 
 def _run_model(args):
-    """Predict with the model of ``args.config`` on ``args.split``; return (gt, predictions, out, logits).
+    """Predict ``args.split`` with the run's model; return (gt json, predictions, out folder, model info)."""
+    from sam3_angio.inference import Predictor
+    from sam3_angio.inference.split import predict_split, split_paths
 
-    Contract with ``sam3_angio.training.predict``: ``predict_split(config, checkpoint, split, out_dir)``
-    returns the predictions JSON path, or a dict ``{"pred_json", "gt_json"?, "cass_logits"?}``, or a
-    ``(pred_json, gt_json)`` pair; without a ground-truth path, ``--gt`` or the module's
-    ``split_annotations(config, split)`` names it.
-    """
-    try:
-        from sam3_angio.training import predict as predict_mod
-    except ImportError as e:
-        raise EvaluationInputError(
-            f"model mode needs sam3_angio.training.predict.predict_split, which cannot be imported here "
-            f"({e}); evaluate a predictions file instead: --gt GT.json --pred PRED.json"
-        ) from None
-    stem = os.path.splitext(os.path.basename(args.config))[0]
+    predictor = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=args.overrides,
+                                          naming=args.naming)
+    print(banner(predictor.info.model))
+    gt_json, images = split_paths(predictor.cfg, args.split)
+    if args.gt:
+        gt_json = args.gt
+    if not os.path.exists(gt_json):
+        raise EvaluationInputError(f"split {args.split!r}: annotations not found at {gt_json} (convert the data "
+                                   f"first, or pass overrides such as paths.data_root=...)")
+    stem = os.path.splitext(os.path.basename(args.config or predictor.info.task))[0]
     out_dir = args.out or os.path.join("outputs", "eval", f"{stem}_{args.split}")
-    result = predict_mod.predict_split(args.config, args.checkpoint, args.split, out_dir,
-                                       overrides=args.overrides)
-    gt_json, logits = args.gt, None
-    if isinstance(result, dict):
-        pred_json, gt_json = result["pred_json"], gt_json or result.get("gt_json")
-        logits = result.get("cass_logits")
-    elif isinstance(result, (tuple, list)):
-        pred_json, gt_json = result[0], gt_json or result[1]
-    else:
-        pred_json = result
-    if gt_json is None and hasattr(predict_mod, "split_annotations"):
-        gt_json = predict_mod.split_annotations(args.config, args.split, args.overrides)
-    if args.images is None and gt_json:
-        images = os.path.join(os.path.dirname(os.fspath(gt_json)), "images")
-        args.images = images if os.path.isdir(images) else None
-    if gt_json is None:
-        raise EvaluationInputError(
-            f"predictions written to {pred_json}, but the split's ground truth is unknown: pass --gt "
-            f"<data>/{args.split}/annotations.json"
-        )
-    return gt_json, os.fspath(pred_json), out_dir, logits
+    preds = predict_split(predictor, gt_json, images)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
+        json.dump(preds, f)
+    if args.images is None and os.path.isdir(images):
+        args.images = images
+    return gt_json, preds, out_dir, predictor.info.to_dict()

@@ -18,11 +18,12 @@ from pycocotools.cocoeval import COCOeval
 
 from .evaluator import DatasetEvaluator, Metrics
 from .ground_truth import GroundTruth
+from .keys import COCO_STATS, PER_CLASS_STATS
 
 IOU_TYPES = ("bbox", "segm")
 
 # COCOeval.stats order (summarize, default params: maxDets [1, 10, 100], areas all/small/medium/large).
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+STAT_NAMES = COCO_STATS
 # (is AP, IoU threshold or None for .50:.95, area range label, max detections): summarize's arguments.
 _STAT_ARGS = {
     "AP": (True, None, "all", 100),
@@ -38,7 +39,6 @@ _STAT_ARGS = {
     "ARm": (False, None, "medium", 100),
     "ARl": (False, None, "large", 100),
 }
-PER_CLASS_STATS = ("AP", "AP50", "AP75", "AR100")
 
 
 def _undefined_to_none(v: float) -> Optional[float]:

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .cass_metrics import CassEvaluator, labelled_fraction, load_cass_logits
-from .coco import IOU_TYPES, PER_CLASS_STATS, STAT_NAMES, CocoEvaluator
+from .coco import IOU_TYPES, CocoEvaluator
+from .keys import COCO_STATS as STAT_NAMES, IMAGE_CASS_KEYS, NAMING_KEYS, PER_CLASS_STATS, PIXEL_KEYS
 from .errors import EvaluationInputError
 from .evaluator import DatasetEvaluator, DatasetEvaluators, run_evaluator
 from .ground_truth import GroundTruth
 from .mask_metrics import MaskMetricsEvaluator
+from .naming_metrics import NamingEvaluator
 from .predictions import IGNORE_REASONS, PredictionSet, load_predictions
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ def evaluate_predictions(
     mask_ev = MaskMetricsEvaluator(gt, score_thr, arcade_task) if masks else None
     if mask_ev:
         evaluators.append(mask_ev)
+    n_classes = len({a["category_id"] for a in gt.coco.dataset["annotations"]})
+    naming_ev = NamingEvaluator(gt, score_thr) if masks and n_classes >= 2 else None
+    if naming_ev:
+        evaluators.append(naming_ev)
 
     head_ids, logits = (None, None)
     if cass_logits is not None:
@@ -86,14 +92,13 @@ def evaluate_predictions(
         use_cass, cass_reason = False, "turned off"
     else:
         n_lab, n_all = labelled_fraction(gt, cass_label_key)
-        n_classes = len({a["category_id"] for a in gt.coco.dataset["annotations"]})
         use_cass = n_all > 0 and n_lab == n_all and n_classes >= 2
         if n_classes < 2:
             cass_reason = f"the ground truth has {n_classes} annotated category: nothing to classify"
         elif not use_cass:
             cass_reason = (
-                f"{n_all - n_lab} of {n_all} annotated images have no single class label (several "
-                "categories, no cass_id field); pass cass=True to score the labelled ones"
+                f"{n_all - n_lab} of {n_all} annotated images show several segments, so a frame has no "
+                "single class: see cass.naming_* for naming each segment (cass=True scores the others)"
             )
     cass_ev = CassEvaluator(gt, cass_label_key, head_ids) if use_cass else None
     if cass_ev:
@@ -117,15 +122,22 @@ def evaluate_predictions(
             metrics[f"per_class.{gt.cat_keys[cid]}.n_gt"] = sum(
                 1 for a in gt.coco.dataset["annotations"] if a["category_id"] == cid and not a.get("iscrowd", 0)
             )
+    if not naming_ev:
+        for k in NAMING_KEYS:
+            metrics[k] = None
+        metrics["cass.naming_skipped"] = (
+            "no masks to match" if not masks else f"the ground truth has {n_classes} annotated category: nothing to name")
+    else:
+        metrics["cass.naming_skipped"] = None
     if not mask_ev:
-        for k in ("dice", "iou", "arcade_f1", "dice_f1"):
+        for k in PIXEL_KEYS:
             metrics[k] = None
         for cid in gt.cat_ids:
             metrics[f"per_class.{gt.cat_keys[cid]}.dice_f1"] = None
     if cass_ev:
         metrics["cass.skipped"] = None
     else:
-        for k in ("cass.top1", "cass.balanced_accuracy", "cass.n_images", "cass.source"):
+        for k in IMAGE_CASS_KEYS + ("cass.n_images", "cass.source"):
             metrics[k] = None
         metrics["cass.skipped"] = cass_reason
         if cass_reason and cass is not False:
@@ -176,6 +188,7 @@ def evaluate_files(
     allow_empty: bool = False,
     report: bool = True,
     n_overlays: int = 4,
+    model_info: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Evaluate a COCO results file (any model) against a COCO ground truth.
 
@@ -194,6 +207,8 @@ def evaluate_files(
         cass_logits: a CASS head's logits, ``{"class_ids": [...], "predictions": [{"image_id", "logits"}]}``.
         strict: any ignored prediction is an error (default: counted, warned, stored).
         allow_empty: an empty prediction list is evaluated (AP 0, with a warning) instead of an error.
+        model_info: what made the predictions (``Predictor.info``: task, model, checkpoint, naming), recorded
+            as ``meta.model.*`` and named at the top of the report.
 
     Returns: the flat metrics dict (also in metrics.json). Raises ``EvaluationInputError`` for unusable
     input, with a message that says what to fix.
@@ -210,6 +225,9 @@ def evaluate_files(
         cass_label_key=cass_label_key,
         cass_logits=cass_logits,
     )
+    for key, value in (model_info or {}).items():
+        if key != "categories":
+            res.metrics[f"meta.model.{key}"] = value
     for w in res.metrics["warnings"]:
         log.warning("%s", w)
     if out_dir is not None:

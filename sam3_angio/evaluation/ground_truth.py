@@ -184,9 +184,13 @@ class GroundTruth:
         return ann["segmentation"]
 
     def image_label(self, image_id: int, label_key: Optional[str] = None) -> Optional[int]:
-        """The image's class for classification metrics: ``image[label_key]`` when given (or one of
-        ``cass_id`` / ``cass_segment`` / ``category_id`` on the image record), else the category of
-        its annotations when they all share one; None otherwise."""
+        """The image's class for image-level classification metrics, only where the frame shows ONE
+        segment: ``image[label_key]`` (or ``cass_id`` / ``cass_segment`` / ``category_id`` on the image
+        record) or the category its annotations share. A frame whose annotations have several
+        categories has no image-level class (a converter's per-frame field names only one of them)."""
+        cats = {a["category_id"] for a in self.annotations(image_id)}
+        if len(cats) > 1:
+            return None
         im = self.images[image_id]
         keys = [label_key] if label_key else ["cass_id", "cass_segment", "category_id"]
         for k in keys:
@@ -198,5 +202,4 @@ class GroundTruth:
                     raise EvaluationInputError(
                         f"{self.path or 'ground truth'}: image {image_id} has {k}={v!r}, expected a category id"
                     ) from None
-        cats = {a["category_id"] for a in self.annotations(image_id)}
-        return cats.pop() if len(cats) == 1 else None
+        return cats.pop() if cats else None

@@ -1,4 +1,12 @@
-"""Reading the flat metrics dict: nested view, the scalar subset (for TensorBoard), a console summary."""
+"""The one owner of metric names: the headline keys, what goes to TensorBoard and the console, and
+reading the flat metrics dict (nested view, scalar subset, a console summary).
+
+Keys are flat and dotted: ``segm.AP``, ``per_class.<name>.segm.AP``, ``dice``, ``arcade_f1``,
+``cass.naming_top1`` (end to end: each ground-truth segment matched to a predicted instance at mask IoU
+>= 0.5, named right or wrong, unmatched = wrong), ``cass_head.top1_gt_regions`` (the CASS head given the
+true region), ``cass.top1`` (image-level, only where every annotated frame shows one segment). Full
+list: docs/evaluation.md.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +42,39 @@ def scalar_metrics(metrics: Mapping[str, Any], prefixes: Optional[Iterable[str]]
     return out
 
 
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+PER_CLASS_STATS = ("AP", "AP50", "AP75", "AR100")
+PIXEL_KEYS = ("dice", "iou", "arcade_f1", "dice_f1")
+NAMING_KEYS = ("cass.naming_top1", "cass.naming_top1_matched", "cass.naming_match_rate", "cass.naming_n_segments")
+HEAD_KEYS = ("cass_head.top1_gt_regions", "cass_head.balanced_accuracy_gt_regions", "cass_head.n_segments")
+IMAGE_CASS_KEYS = ("cass.top1", "cass.balanced_accuracy")
+
+#: What the end of a run prints (metrics.json has everything).
+SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice",
+                "arcade_f1", "dice_f1", "cass.naming_top1", "cass.naming_match_rate",
+                "cass_head.top1_gt_regions", "cass.top1")
+#: Headline scalars sent to TensorBoard at every validation (plus per-class AP and ignored counts).
+TENSORBOARD_KEYS = tuple(f"{t}.{s}" for t in ("bbox", "segm") for s in ("AP", "AP50", "AP75", "AR100")) + (
+    PIXEL_KEYS + NAMING_KEYS[:3] + HEAD_KEYS[:2] + IMAGE_CASS_KEYS)
+_TB_PER_CLASS_SUFFIXES = (".segm.AP", ".bbox.AP")
+
+
+def per_class_key(name: str, metric: str) -> str:
+    """``per_class.<category key>.<metric>`` (category keys: names with '/' and '.' replaced)."""
+    return f"per_class.{name}.{metric}"
+
+
+def tensorboard_metrics(metrics: Mapping[str, Any], per_class: bool = True) -> Dict[str, float]:
+    """Finite scalars only (TensorBoard takes nothing else): the headline keys, per-class AP of the
+    classes with ground truth, and counts of ignored predictions when there are any."""
+    scal = scalar_metrics(metrics)
+    out = {k: v for k, v in scal.items() if k in TENSORBOARD_KEYS}
+    if per_class:
+        out.update({k: v for k, v in scal.items() if k.startswith("per_class.") and k.endswith(_TB_PER_CLASS_SUFFIXES)})
+    out.update({k: v for k, v in scal.items() if k.startswith("ignored.") and v > 0})
+    return out
+
+
 def _f(v: Any) -> str:
     return "  n/a " if v is None else f"{v:6.4f}"
 
@@ -51,10 +92,20 @@ def format_summary(m: Mapping[str, Any], per_class: bool = True) -> str:
             f"dice {_f(m['dice'])}  iou {_f(m['iou'])}  arcade_f1 {_f(m['arcade_f1'])} ({m.get('arcade.task')})  "
             f"dice_f1 {_f(m['dice_f1'])}  [score >= {m.get('pixel.score_thr')}]"
         )
+    if m.get("cass.naming_top1") is not None:
+        lines.append(
+            f"naming (end to end) top1 {_f(m['cass.naming_top1'])}  on matched {_f(m.get('cass.naming_top1_matched'))}  "
+            f"match rate {_f(m.get('cass.naming_match_rate'))}  ({m.get('cass.naming_n_segments')} segments)"
+        )
+    if m.get("cass_head.top1_gt_regions") is not None:
+        lines.append(
+            f"CASS head on the true regions top1 {_f(m['cass_head.top1_gt_regions'])}  balanced "
+            f"{_f(m.get('cass_head.balanced_accuracy_gt_regions'))}  ({m.get('cass_head.n_segments')} segments)"
+        )
     if m.get("cass.top1") is not None:
         lines.append(
-            f"cass ({m.get('cass.source')}) top1 {_f(m['cass.top1'])}  balanced {_f(m['cass.balanced_accuracy'])}  "
-            f"on {m.get('cass.n_images')} images"
+            f"cass image-level ({m.get('cass.source')}) top1 {_f(m['cass.top1'])}  balanced "
+            f"{_f(m['cass.balanced_accuracy'])}  on {m.get('cass.n_images')} images"
         )
     if per_class:
         types = [t for t in m.get("meta.iou_types_evaluated", []) if t in ("segm", "bbox")]

@@ -1,205 +1,145 @@
-"""Validation metrics inside SAM3's trainer: a ``pred_file_evaluator`` and a ready-made meter.
+"""The validation meter inside SAM3's trainer: named predictions in memory, then the evaluator.
 
-``AngioCocoEvaluator`` subclasses sam3's ``CocoEvaluatorOfflineWithPredFileEvaluators``: given the
-prediction file that sam3's ``PredictionDumper`` writes at the end of validation, it runs
-``evaluate_files`` (the same code as ``tools/eval.py``, so the numbers match), logs bbox/segm AP and
-per-class segm AP to the text log, writes ``metrics.json`` into the dump folder and returns the scalar
-metrics, which the trainer logs to TensorBoard. ``AngioCocoMeter`` is a ``PredictionDumper`` with that
-evaluator built in (one YAML block instead of two).
+``AngioValMeter`` is a SAM3-trainer meter (``update`` per validation batch, ``compute_synced`` at the
+end). Each batch's outputs go through ``sam3_angio.inference.predict_instances`` - the postprocessing
+``tools/predict.py`` and ``tools/eval.py`` use - and the instances are kept in memory (gathered across
+ranks at the end); ``evaluate_predictions`` scores them with the code ``tools/eval.py`` runs, so the
+numbers cannot drift apart. The CASS head's names of the ground-truth regions give
+``cass_head.top1_gt_regions``. ``metrics.json``, ``metrics_history.jsonl`` and the predictions (for the
+record: nothing reads them back) go to ``out_dir``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
-import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
+import torch
+import torch.distributed as dist
+
+from sam3_angio.inference import predict_instances
+from sam3_angio.inference.naming import check_rule
 from sam3_angio.registry import EVALUATORS
 
-with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-    # sam3.eval.coco_eval_offline prints a notice about the optional TIDE package at import (unused
-    # here), and importing sam3 warns about CUDA autocast on CPU machines.
-    warnings.simplefilter("ignore")
-    from sam3.eval.coco_eval_offline import CocoEvaluatorOfflineWithPredFileEvaluators
-    from sam3.eval.coco_writer import PredictionDumper
-    from sam3.train.utils.distributed import is_main_process
-
+from .cass_metrics import classification_metrics
 from .coco import IOU_TYPES
-from .evaluate import evaluate_files
+from .evaluate import evaluate_predictions
 from .ground_truth import GroundTruth
-from .keys import format_summary, scalar_metrics
+from .keys import format_summary, tensorboard_metrics
+from .predictions import load_predictions
 
 log = logging.getLogger(__name__)
 
-# What goes to TensorBoard: the headline numbers and per-class AP (everything is in metrics.json).
-_TB_SUFFIXES = (".segm.AP", ".bbox.AP")
-_TB_KEYS = tuple(f"{t}.{s}" for t in IOU_TYPES for s in ("AP", "AP50", "AP75", "AR100")) + (
-    "dice",
-    "iou",
-    "arcade_f1",
-    "dice_f1",
-    "cass.top1",
-    "cass.balanced_accuracy",
-)
+
+def _gather(obj: Any) -> List[Any]:
+    """``obj`` of every rank (a list of one without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    parts: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 @EVALUATORS.register()
-class AngioCocoEvaluator(CocoEvaluatorOfflineWithPredFileEvaluators):
-    """sam3 pred_file_evaluator: bbox + segm AP, per-class AP, Dice, ARCADE F1, CASS accuracy.
+class AngioValMeter:
+    """Validation meter: bbox/segm AP overall and per class, Dice, ARCADE F1, end-to-end CASS naming and
+    the CASS head on ground-truth regions, from named instances held in memory.
 
     Args:
-        gt_path: COCO ground truth of the validation split (image ids must be the ones the
-            postprocessor writes: ``use_original_ids: true``).
-        iou_types: COCO AP types to compute from the dump (a segm dump carries boxes too).
-        out_dir: where metrics.json (and report.md if ``report``) go; default: the dump's folder.
-        score_thr, arcade_task, cass, cass_label_key: as in ``evaluate_files``.
-        report: also write report.md with pictures each validation (slower; off by default).
-        tb_per_class: return per-class AP for TensorBoard (always in metrics.json and the text log).
+        gt_path: COCO ground truth of the validation split (its image ids are the instances' ids).
+        out_dir: where metrics.json, metrics_history.jsonl and predictions.json go.
+        naming: ``fused`` | ``head`` | ``query`` (``sam3_angio/inference/naming.py``).
+        max_dets: instances kept per image (COCO: 100).
+        iou_types, score_thr, arcade_task: as in ``evaluate_files``.
+        tb_per_class: per-class AP in what goes to TensorBoard (always in metrics.json).
     """
 
-    def __init__(
-        self,
-        gt_path: str,
-        iou_types: Sequence[str] = IOU_TYPES,
-        out_dir: Optional[str] = None,
-        score_thr: float = 0.5,
-        arcade_task: str = "auto",
-        cass: Any = "auto",
-        cass_label_key: Optional[str] = None,
-        report: bool = False,
-        tb_per_class: bool = True,
-        tide: bool = False,
-        positive_split: bool = False,
-    ) -> None:
-        if positive_split:
-            raise ValueError("AngioCocoEvaluator does not implement sam3's positive_split evaluation; use sam3's own evaluator for it")
-        iou_types = tuple(iou_types)
-        super().__init__(gt_path=gt_path, tide=False, iou_type=iou_types[-1], positive_split=False)
-        self.iou_types = iou_types
+    def __init__(self, gt_path: str, out_dir: str, naming: str = "fused", max_dets: int = 100,
+                 iou_types: Sequence[str] = IOU_TYPES, score_thr: float = 0.5, arcade_task: str = "auto",
+                 tb_per_class: bool = True) -> None:
+        self.gt_path = gt_path
         self.out_dir = out_dir
-        self.score_thr = score_thr
+        self.naming = check_rule(naming)
+        self.max_dets = int(max_dets)
+        self.iou_types = tuple(iou_types)
+        self.score_thr = float(score_thr)
         self.arcade_task = arcade_task
-        self.cass = cass
-        self.cass_label_key = cass_label_key
-        self.report = report
         self.tb_per_class = tb_per_class
         self._gt: Optional[GroundTruth] = None
         self.last_metrics: Dict[str, Any] = {}
+        self.reset()
 
-    def evaluate(self, dumped_file) -> Dict[str, float]:
-        if not is_main_process():
-            return {}
-        dumped_file = os.fspath(dumped_file)
-        out_dir = self.out_dir or os.path.dirname(dumped_file)
-        if self._gt is None:  # loaded once, reused every validation epoch
+    @property
+    def gt(self) -> GroundTruth:
+        if self._gt is None:  # read once, reused every validation
             self._gt = GroundTruth(self.gt_path)
-        metrics = evaluate_files(
-            self._gt,
-            dumped_file,
-            out_dir,
-            self.iou_types,
-            score_thr=self.score_thr,
-            arcade_task=self.arcade_task,
-            cass=self.cass,
-            cass_label_key=self.cass_label_key,
-            allow_empty=True,  # a fresh model may predict nothing: warned and logged, not a crash mid-training
-            report=self.report,
-        )
-        self.last_metrics = metrics
-        with open(os.path.join(out_dir, "metrics_history.jsonl"), "a", encoding="utf-8") as f:
+        return self._gt
+
+    def reset(self) -> None:
+        self.instances: List[dict] = []
+        self.head_true: List[int] = []
+        self.head_pred: List[int] = []
+        self.head_class_ids: Optional[List[int]] = None
+
+    @torch.no_grad()
+    def update(self, find_stages, find_metadatas=None, model=None, batch=None, **kwargs) -> None:
+        stages = find_stages.output if hasattr(find_stages, "output") else find_stages
+        last = stages[-1][-1]
+        model = getattr(model, "module", model)  # DDP
+        names = self.gt.cat_names
+        by_image = predict_instances(last, batch.find_inputs[0], find_metadatas[0], names, model=model,
+                                     rule=self.naming, max_dets=self.max_dets)
+        for records in by_image.values():
+            self.instances += records
+        if "cass_logits" in last and model is not None and hasattr(model, "class_ids"):
+            self.head_class_ids = list(model.class_ids)
+            targets = last["cass_targets"].detach().cpu()
+            pred = last["cass_logits"].detach().argmax(1).cpu()
+            keep = targets >= 0
+            self.head_true += [self.head_class_ids[i] for i in targets[keep].tolist()]
+            self.head_pred += [self.head_class_ids[i] for i in pred[keep].tolist()]
+
+    def compute_synced(self) -> Dict[str, float]:
+        parts = _gather((self.instances, self.head_true, self.head_pred, self.head_class_ids))
+        if not _is_main():
+            return {}
+        instances = [r for p in parts for r in p[0]]
+        head_true = [t for p in parts for t in p[1]]
+        head_pred = [t for p in parts for t in p[2]]
+        head_ids = next((p[3] for p in parts if p[3]), None)
+        metrics = self.evaluate(instances, head_true, head_pred, head_ids)
+        return tensorboard_metrics(metrics, per_class=self.tb_per_class)
+
+    def compute(self) -> Dict[str, float]:
+        return self.compute_synced()
+
+    def evaluate(self, instances: List[dict], head_true: Sequence[int] = (), head_pred: Sequence[int] = (),
+                 head_class_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """Score ``instances`` against the ground truth; write metrics.json, the history and predictions."""
+        preds = load_predictions(instances, self.gt, allow_empty=True)
+        result = evaluate_predictions(self.gt, preds, self.iou_types, score_thr=self.score_thr,
+                                      arcade_task=self.arcade_task)
+        metrics = result.metrics
+        if head_true and head_class_ids:
+            m = classification_metrics(list(head_true), list(head_pred), list(head_class_ids))
+            metrics.update({"cass_head.top1_gt_regions": m["top1"],
+                            "cass_head.balanced_accuracy_gt_regions": m["balanced_accuracy"],
+                            "cass_head.n_segments": m["n_images"]})
+        for w in metrics.get("warnings", []):
+            log.warning("%s", w)
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(os.path.join(self.out_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+        with open(os.path.join(self.out_dir, "metrics_history.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics, sort_keys=True) + "\n")
-        logging.info("Angio evaluation of %s (metrics.json in %s):\n%s", dumped_file, out_dir, format_summary(metrics))
-        return self.tensorboard_dict(metrics)
-
-    def tensorboard_dict(self, metrics: Dict[str, Any]) -> Dict[str, float]:
-        """Finite scalars only (TensorBoard takes nothing else): headline metrics, per-class AP of the
-        classes with ground truth, and counts of ignored predictions when there are any."""
-        scal = scalar_metrics(metrics)
-        out = {k: v for k, v in scal.items() if k in _TB_KEYS}
-        if self.tb_per_class:
-            out.update({k: v for k, v in scal.items() if k.startswith("per_class.") and k.endswith(_TB_SUFFIXES)})
-        out.update({k: v for k, v in scal.items() if k.startswith("ignored.") and v > 0})
-        return out
-
-
-@EVALUATORS.register()
-class AngioCocoMeter(PredictionDumper):
-    """sam3 ``PredictionDumper`` with ``AngioCocoEvaluator`` built in: a complete validation meter.
-
-    Args:
-        dump_dir: folder for the merged predictions (``coco_predictions_segm.json``) and metrics.json.
-        postprocessor: sam3 ``PostProcessImage`` with ``iou_type: segm`` (for masks),
-            ``use_original_ids: true``, ``use_original_sizes_box/mask: true`` and
-            ``convert_mask_to_rle: false``.
-        gt_path: COCO ground truth of the validation split.
-        maxdets: detections kept per image (COCO: 100).
-        iou_types, score_thr, arcade_task, cass, cass_label_key, report, tb_per_class: see
-            ``AngioCocoEvaluator``.
-        gather_pred_via_filesys: as in PredictionDumper (multi-rank gathering through the filesystem).
-    """
-
-    def __init__(
-        self,
-        dump_dir: str,
-        postprocessor,
-        gt_path: str,
-        maxdets: int = 100,
-        iou_types: Sequence[str] = IOU_TYPES,
-        score_thr: float = 0.5,
-        arcade_task: str = "auto",
-        cass: Any = "auto",
-        cass_label_key: Optional[str] = None,
-        report: bool = False,
-        tb_per_class: bool = True,
-        gather_pred_via_filesys: bool = False,
-    ) -> None:
-        iou_types = tuple(iou_types)
-        dump_type = "segm" if "segm" in iou_types else "bbox"
-        _check_postprocessor(postprocessor, dump_type)
-        self.evaluator = AngioCocoEvaluator(
-            gt_path,
-            iou_types,
-            out_dir=dump_dir,
-            score_thr=score_thr,
-            arcade_task=arcade_task,
-            cass=cass,
-            cass_label_key=cass_label_key,
-            report=report,
-            tb_per_class=tb_per_class,
-        )
-        super().__init__(
-            dump_dir=dump_dir,
-            postprocessor=postprocessor,
-            maxdets=maxdets,
-            iou_type=dump_type,
-            gather_pred_via_filesys=gather_pred_via_filesys,
-            merge_predictions=True,
-            pred_file_evaluators=[self.evaluator],
-        )
-
-
-def _check_postprocessor(pp, dump_type: str) -> None:
-    """Catch the postprocessor settings that make validation fail late or score nonsense."""
-    pp_type = getattr(pp, "iou_type", None)
-    if dump_type == "segm" and pp_type is not None and pp_type != "segm":
-        raise ValueError(
-            f"AngioCocoMeter evaluates masks but its postprocessor has iou_type={pp_type!r}: set the "
-            "postprocessor's iou_type: segm (with bbox it returns no 'masks' and PredictionDumper fails "
-            "with KeyError: 'masks'), or pass iou_types: [bbox] to the meter"
-        )
-    if getattr(pp, "use_original_ids", True) is False:
-        log.warning(
-            "AngioCocoMeter: postprocessor use_original_ids is false, so predictions carry the loader's "
-            "coco_image_id; they match the ground truth only if those equal the file's image ids"
-        )
-    for attr in ("use_original_sizes_box", "use_original_sizes_mask"):
-        if getattr(pp, attr, True) is False:
-            log.warning(
-                "AngioCocoMeter: postprocessor %s is false: boxes/masks come out in normalised units "
-                "(masks 1x1) and will not match the ground truth; set it to true",
-                attr,
-            )
+        with open(os.path.join(self.out_dir, "predictions.json"), "w", encoding="utf-8") as f:
+            json.dump(instances, f)
+        self.last_metrics = metrics
+        logging.info("Validation (metrics.json in %s):\n%s", self.out_dir, format_summary(metrics))
+        return metrics

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .coco import PER_CLASS_STATS
+from .keys import PER_CLASS_STATS
 from .predictions import IGNORE_REASONS
 
 ARCADE_CITATION = (
@@ -32,7 +32,9 @@ DEFINITIONS = [
     ("`dice`, `iou`", "full-tree overlap: per image, union of all predicted masks (score >= threshold) vs union of all ground-truth masks, any category; 1 when both are empty; mean over images."),
     ("`arcade_f1`", "the ARCADE challenge F1 (official rules of evaluation_f1_score.py, on masks). Segmentation: per image and ground-truth category, F1 of the first ground-truth annotation and the highest-scoring prediction of that category (0 if none); any predicted category absent from the image's ground truth sets all that image's scores to 0 (official quirk, kept). Stenosis: each prediction takes the first ground-truth region it overlaps, unmatched ground truth scores 0. Mean over categories, then over images with ground truth. An F1, not an AP."),
     ("`dice_f1`", "the honest per-category F1: Dice of the union of all ground-truth vs all predicted masks of a category, over categories present in the ground truth or the predictions, no zeroing; mean per image, then over images. An F1, not an AP."),
-    ("`cass.top1`, `cass.balanced_accuracy`", "CASS classification per labelled image: top-1 accuracy and mean per-class recall, from the CASS head's logits when given (`cass.source` = head), else from the category of the detector's best-scoring prediction."),
+    ("`cass.naming_top1`", "End-to-end naming: each ground-truth segment matched to the predicted instance of highest mask IoU (>= 0.5); right when that instance carries the segment's category; unmatched segments count as wrong. `cass.naming_match_rate`: matched / all; `cass.naming_top1_matched`: right / matched."),
+    ("`cass_head.top1_gt_regions`", "The CASS head's top-1 when given each ground-truth region (not what a user gets: see `cass.naming_top1`)."),
+    ("`cass.top1`, `cass.balanced_accuracy`", "Image-level CASS classification, only for frames showing one segment: top-1 accuracy and mean per-class recall, from a CASS head's logits when given (`cass.source` = head), else from the category of the detector's best-scoring prediction."),
 ]
 
 
@@ -241,6 +243,12 @@ def write_outputs(res, out_dir, images_dir=None, report: bool = True, n_overlays
 
 def render_report(m: Dict[str, Any], gt, pictures: Dict[str, Any], images_dir) -> str:
     L: List[str] = ["# Evaluation report", ""]
+    if m.get("meta.model.model"):
+        L += [f"- model: `{m['meta.model.model']}` ({m.get('meta.model.task')} task, naming `{m.get('meta.model.naming')}`), "
+              f"checkpoint `{m.get('meta.model.checkpoint')}`"]
+        if m["meta.model.model"] == "sam3_tiny":
+            L += ["- **sam3_tiny**: SAM3's classes at small sizes trained from random weights on a CPU. Its numbers "
+                  "say the pipeline works, not that a model learnt angiography."]
     L += [
         f"- ground truth: `{m.get('meta.gt_json') or '(in memory)'}` ({m['meta.n_images']} images, {m['meta.n_gt']} annotations, {m['meta.n_categories']} categories)",
         f"- predictions: `{m.get('meta.pred_json') or '(in memory)'}` ({m['meta.n_pred_input']} read, {m['meta.n_pred_used']} used; format {m['meta.pred_format']})",
@@ -307,7 +315,20 @@ def render_report(m: Dict[str, Any], gt, pictures: Dict[str, Any], images_dir) -
             "",
         ]
 
-    L += ["## CASS classification", ""]
+    L += ["## Naming segments (end to end)", ""]
+    if m.get("cass.naming_top1") is None:
+        L += [f"Not computed: {m.get('cass.naming_skipped') or 'no segments'}.", ""]
+    else:
+        L += ["Each ground-truth segment is matched to the predicted instance with the highest mask IoU (>= 0.5, "
+              "score >= the pixel threshold); it is named right when that instance carries its category.", "",
+              "| naming top-1 (all segments) | top-1 of matched | match rate | segments |", "|---|---|---|---|",
+              f"| {_fmt(m['cass.naming_top1'])} | {_fmt(m.get('cass.naming_top1_matched'))} | "
+              f"{_fmt(m.get('cass.naming_match_rate'))} | {m.get('cass.naming_n_segments')} |", ""]
+        if m.get("cass_head.top1_gt_regions") is not None:
+            L += [f"The CASS head given the true regions: top-1 {_fmt(m['cass_head.top1_gt_regions'])} "
+                  f"({m.get('cass_head.n_segments')} segments), an upper bound of the naming part.", ""]
+
+    L += ["## CASS classification (one segment a frame)", ""]
     if m.get("cass.top1") is None and m.get("cass.n_images") is None:
         L += [f"Not computed: {m.get('cass.skipped') or 'no labelled images'}.", ""]
     else:

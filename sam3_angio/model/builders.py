@@ -96,8 +96,10 @@ def build_model(
     bpe_path: Optional[str] = None,
     enable_segmentation: bool = True,
     image_size: int = 224,
+    allow_random_init: bool = False,
 ) -> nn.Module:
-    """The SAM3 image model a config asks for (``sam3``, ``sam3_tiny`` or ``auto``)."""
+    """The SAM3 image model a config asks for (``sam3``, ``sam3_tiny`` or ``auto``).
+    ``allow_random_init``: build ``sam3`` without its weights (a trained checkpoint loads next)."""
     name = resolve_model_name(name, checkpoint_path)
     if name == "sam3_tiny":
         from sam3_angio.model.tiny import build_sam3_tiny
@@ -107,4 +109,5 @@ def build_model(
         return build_sam3_tiny(image_size=image_size, enable_segmentation=enable_segmentation, bpe=bpe_path)
     if image_size != 1008:
         log.warning("model sam3 was trained at 1008 px; running it at %d px", image_size)
-    return build_sam3(checkpoint_path, bpe_path=bpe_path, enable_segmentation=enable_segmentation)
+    return build_sam3(checkpoint_path, bpe_path=bpe_path, enable_segmentation=enable_segmentation,
+                      allow_random_init=allow_random_init)

@@ -55,9 +55,10 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors from a checkpoint file: ``sam3.pt``, a SAM3 trainer ``checkpoint.pt`` (``model``
-    key) or a bare state dict. Loaded with ``weights_only=True``: a checkpoint is untrusted input."""
+def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
+    """``(tensors, run info)`` from a checkpoint file: ``sam3.pt``, a SAM3 trainer ``checkpoint.pt``
+    (``model`` key; our trainer adds ``angio``: task, classes, model) or a bare state dict. Loaded with
+    ``weights_only=True``: a checkpoint is untrusted input."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -67,11 +68,17 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
             f"cannot read checkpoint {path}: {type(e).__name__}: {e}. It must be a torch.save'd "
             f"state dict (or a SAM3 trainer checkpoint) loadable with weights_only=True"
         ) from None
+    meta = dict(obj.get("angio") or {}) if isinstance(obj, Mapping) and isinstance(obj.get("angio"), Mapping) else {}
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {path} holds no tensors (found {type(obj).__name__})")
-    return OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor))
+    return OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor)), meta
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (see ``read_checkpoint``)."""
+    return read_checkpoint(path)[0]
 
 
 def strip_prefixes(sd: Mapping[str, torch.Tensor], prefixes: Iterable[str]) -> Dict[str, torch.Tensor]:

@@ -249,11 +249,13 @@ def build_view_conditioned(
     bpe_path: Optional[str] = None,
     enable_segmentation: bool = True,
     image_size: int = 224,
+    allow_random_init: bool = False,
     **wrapper_kwargs,
 ) -> ViewConditionedSam3:
     """Build the SAM3 a config asks for (see ``build_model``) and wrap it with view conditioning."""
     from sam3_angio.model.builders import build_model
 
     detector = build_model(name=name, checkpoint_path=checkpoint_path, bpe_path=bpe_path,
-                           enable_segmentation=enable_segmentation, image_size=image_size)
+                           enable_segmentation=enable_segmentation, image_size=image_size,
+                           allow_random_init=allow_random_init)
     return ViewConditionedSam3(detector, **wrapper_kwargs)

@@ -18,7 +18,8 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sam3_angio.errors import ConfigError, UserError
+from sam3_angio.errors import ConfigError, run_cli
+from sam3_angio.evaluation.keys import SUMMARY_KEYS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,50 +59,6 @@ def list_components(pattern: Optional[str] = None) -> str:
     return "\n".join(lines)
 
 
-def apply_flags(cfg: DictConfig, args: argparse.Namespace) -> DictConfig:
-    """Command-line flags take precedence over the config's launcher/submitit blocks (sam3's rule)."""
-    with open_dict(cfg):
-        if args.num_gpus is not None:
-            if args.num_gpus < 1:
-                raise ConfigError(f"--num-gpus {args.num_gpus}: expected 1 or more")
-            cfg.launcher.gpus_per_node = args.num_gpus
-        if args.num_nodes is not None:
-            cfg.launcher.num_nodes = args.num_nodes
-        if args.use_cluster is not None:
-            cfg.submitit.use_cluster = bool(args.use_cluster)
-        for flag in ("partition", "account", "qos"):
-            if getattr(args, flag) is not None:
-                cfg.submitit[flag] = getattr(args, flag)
-    return cfg
-
-
-def prepare_data(cfg: DictConfig) -> None:
-    """Generate the embedded demo data set when the configured files are missing and the config
-    allows it (``data.demo.generate_if_missing``)."""
-    need = [cfg.data.train_json, cfg.data.val_json]
-    if all(os.path.isfile(p) for p in need):
-        return
-    if not OmegaConf.select(cfg, "data.demo.generate_if_missing"):
-        missing = [p for p in need if not os.path.isfile(p)]
-        raise UserError(
-            f"data not found: {', '.join(missing)}. Convert your CSV with tools/convert_to_coco.py "
-            f"and pass paths.data_root=..., or set data.demo.generate_if_missing=true for the demo"
-        )
-    from sam3_angio.data.demo import ensure_demo_data
-
-    coco_root = os.path.dirname(os.path.dirname(cfg.data.train_json))
-    expected = os.path.join(cfg.paths.data_root, f"coco_{cfg.data.task}")
-    if os.path.abspath(coco_root) != os.path.abspath(expected):
-        raise UserError(
-            f"data.train_json={cfg.data.train_json} is missing and is not under paths.data_root, so the "
-            f"demo generator cannot make it; fix the path or convert your data first"
-        )
-    ensure_demo_data(
-        cfg.paths.data_root, cfg.data.task,
-        n_patients=int(cfg.data.demo.n_patients), seed=int(cfg.data.demo.seed),
-    )
-
-
 def save_run_config(cfg: DictConfig) -> None:
     """``config.yaml`` / ``config_resolved.yaml`` in the experiment folder. A restart with a different
     config keeps the earlier one as ``config.<time>.yaml`` instead of overwriting it."""
@@ -117,11 +74,6 @@ def save_run_config(cfg: DictConfig) -> None:
             os.replace(path, os.path.join(exp, f"{name}.{stamp}.yaml"))
         with open(path, "w") as f:
             f.write(text)
-
-
-# What the end-of-run summary prints (metrics.json has everything; see docs/evaluation.md).
-SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice",
-                "arcade_f1", "dice_f1", "cass.top1", "cass_head.top1", "cass_head.balanced_accuracy")
 
 
 def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> None:
@@ -140,36 +92,16 @@ def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> N
         print("  no validation metrics were written (see the logs folder)")
 
 
-def find_user_error(exc: BaseException) -> Optional[UserError]:
-    """The UserError behind ``exc``, also when Hydra's instantiate wrapped it."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _main(args)
-    except Exception as e:
-        user_error = find_user_error(e)
-        if user_error is None or debug:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint.pt (if any) resumes the run", file=sys.stderr)
-        return 130
+    return run_cli(lambda: _main(args), debug=debug,
+                   interrupted="interrupted; the last checkpoint.pt (if any) resumes the run")
 
 
 def _main(args: argparse.Namespace) -> int:
-    from sam3_angio.training import config as config_mod
+    from sam3_angio import config as config_mod
     from sam3_angio.training.preflight import check_config
 
     if args.list:
@@ -178,6 +110,8 @@ def _main(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("no config given: pass -c configs/angiography/cass.yaml (or --list)")
     cfg = config_mod.compose(args.config, args.overrides)
+    from sam3_angio.training.cluster import apply_flags
+
     cfg = apply_flags(cfg, args)
     cfg = config_mod.finalize(cfg)
     if args.print_config:
@@ -199,6 +133,8 @@ def _main(args: argparse.Namespace) -> int:
         save_run_config(cfg)
         submit(cfg, args)
         return 0
+
+    from sam3_angio.training.data_prep import prepare_data
 
     prepare_data(cfg)
     save_run_config(cfg)

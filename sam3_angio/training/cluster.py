@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 import submitit
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sam3_angio.config import set_accelerator
 from sam3_angio.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ def apply_flags(cfg: DictConfig, args: Optional[argparse.Namespace]) -> DictConf
         return cfg
     with open_dict(cfg):
         if getattr(args, "num_gpus", None) is not None:
+            if int(args.num_gpus) < 1:
+                raise ConfigError(f"--num-gpus {args.num_gpus}: expected 1 or more")
             cfg.launcher.gpus_per_node = int(args.num_gpus)
         if getattr(args, "num_nodes", None) is not None:
             cfg.launcher.num_nodes = int(args.num_nodes)
@@ -295,7 +298,7 @@ def _default_prepare(cfg: DictConfig) -> None:
     """Data must exist before the tasks start: generate the demo set here, as a local run would."""
     if OmegaConf.select(cfg, "data.train_json") is None:
         return
-    from sam3_angio.training.cli import prepare_data
+    from sam3_angio.training.data_prep import prepare_data
 
     prepare_data(cfg)
 
@@ -327,11 +330,7 @@ def submit(
     out = out or sys.stdout
     cfg = apply_flags(deepcopy(cfg), args)
     cpu = use_cpu(cfg)
-    with open_dict(cfg):
-        if OmegaConf.select(cfg, "trainer.accelerator") is not None:
-            cfg.trainer.accelerator = "cpu" if cpu else "cuda"
-        if cpu and OmegaConf.select(cfg, "trainer.optim.amp.enabled"):
-            cfg.trainer.optim.amp.enabled = False  # bfloat16 autocast is CUDA's
+    cfg = set_accelerator(cfg, "cpu" if cpu else "cuda")
     params = slurm_parameters(cfg)
     exp_dir = experiment_dir(cfg)
     folder = os.path.abspath(folder or fresh_folder(exp_dir))

@@ -22,7 +22,7 @@ def run_trainer(cfg: DictConfig) -> Optional[Dict[str, Any]]:
     from hydra.utils import instantiate
 
     from sam3_angio import cpu_compat
-    from sam3_angio.training.config import register_resolvers
+    from sam3_angio.config import register_resolvers
 
     cpu_compat.apply()
     register_resolvers()
@@ -44,51 +44,31 @@ def run_trainer(cfg: DictConfig) -> Optional[Dict[str, Any]]:
     return write_metrics(cfg)
 
 
-# SAM3's COCO meter keys -> our stable names.
-_COCO_KEYS = {
-    "AP": "AP", "AP_50": "AP50", "AP_75": "AP75", "AP_small": "APs", "AP_medium": "APm",
-    "AP_large": "APl", "AR_maxDets@1": "AR1", "AR_maxDets@10": "AR10", "AR_maxDets@100": "AR100",
-}
-
-
-def summarize_val_stats(stats: Dict[str, Any]) -> Dict[str, Any]:
-    """Flat, stable metric names (``bbox.AP``, ``segm.AP50``, ``per_class.<name>.segm.AP``, ...) from
-    one line of SAM3's ``val_stats.json``."""
-    out: Dict[str, Any] = {}
-    for key, value in stats.items():
-        tail = key.rsplit("/", 1)[-1]
-        if tail.startswith("coco_eval_"):
-            iou, _, metric = tail[len("coco_eval_"):].partition("_")
-            if metric in _COCO_KEYS:
-                out[f"{iou}.{_COCO_KEYS[metric]}"] = value
-        elif "/" in key and key.startswith("Meters_train/"):
-            # Our own meters already report stable names (segm.AP, per_class.<name>.segm.AP, ...).
-            if "." in tail or tail in ("dice", "iou", "arcade_f1", "dice_f1"):  # e.g. cass_head.top1
-                out[tail] = value
-    return out
+def _meter_out_dirs(cfg: DictConfig):
+    for meter in (OmegaConf.select(cfg, "trainer.meters.val") or {}).values():
+        for conf in (meter or {}).values():
+            if conf and conf.get("out_dir"):
+                yield str(conf["out_dir"])
 
 
 def write_metrics(cfg: DictConfig) -> Optional[Dict[str, Any]]:
-    """``<experiment_dir>/metrics.json`` from the last validation of the run."""
+    """``<experiment_dir>/metrics.json``: the last validation's metrics (written by the validation meter,
+    ``AngioValMeter``, with the names of ``evaluation/keys.py``) and the epoch they belong to."""
+    metrics: Dict[str, Any] = {}
+    for out_dir in _meter_out_dirs(cfg):
+        path = os.path.join(out_dir, "metrics.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                metrics.update(json.load(f))
+    if not metrics:
+        return None
     log_dir = OmegaConf.select(cfg, "trainer.logging.log_dir")
-    exp_dir = OmegaConf.select(cfg, "paths.experiment_dir")
-    path = os.path.join(log_dir, "val_stats.json") if log_dir else None
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        lines = [ln for ln in f.read().splitlines() if ln.strip()]
-    if not lines:
-        return None
-    last = json.loads(lines[-1])
-    metrics = summarize_val_stats(last)
-    # Our meter writes the full set (per-class AP, Dice, F1, CASS, ignored counts) next to its dump.
-    for meter in (OmegaConf.select(cfg, "trainer.meters.val") or {}).values():
-        for conf in (meter or {}).values():
-            full = os.path.join(str(conf.get("dump_dir", "")), "metrics.json")
-            if conf.get("dump_dir") and os.path.isfile(full):
-                with open(full) as f:
-                    metrics.update(json.load(f))
-    metrics["epoch"] = last.get("Trainer/epoch")
-    with open(os.path.join(exp_dir, "metrics.json"), "w") as f:
+    stats = os.path.join(log_dir, "val_stats.json") if log_dir else None
+    if stats and os.path.isfile(stats):
+        with open(stats) as f:
+            lines = [ln for ln in f.read().splitlines() if ln.strip()]
+        if lines:
+            metrics["epoch"] = json.loads(lines[-1]).get("Trainer/epoch")
+    with open(os.path.join(cfg.paths.experiment_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
     return metrics

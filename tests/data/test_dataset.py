@@ -14,7 +14,7 @@ from tiny_coco import cass_categories, write_tiny_coco
 
 
 def _dataset(paths, **kw):
-    from sam3_angio.training.config import compose, finalize
+    from sam3_angio.config import compose, finalize
 
     cfg = finalize(compose("cass", ["model.name=sam3_tiny"]))
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
@@ -28,7 +28,7 @@ def _dataset(paths, **kw):
 
 def _user_error(fn):
     from sam3_angio.errors import DataError
-    from sam3_angio.training.cli import find_user_error
+    from sam3_angio.errors import user_error_in as find_user_error
 
     with pytest.raises(Exception) as info:  # Hydra wraps it in an InstantiationException
         fn()

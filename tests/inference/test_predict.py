@@ -1,5 +1,6 @@
-"""tools/eval.py model mode: the checkpoint of a run, predicted again over the split, gives exactly
-the predictions (and so the metrics) the run's own validation wrote."""
+"""tools/eval.py model mode: the checkpoint of a run, predicted again over the split through the
+inference Predictor, gives exactly the named predictions (and so the metrics) the run's own validation
+wrote."""
 
 from __future__ import annotations
 
@@ -26,25 +27,25 @@ def _by_key(preds):
 def test_eval_model_mode_reproduces_the_runs_validation(trained_cass, tiny_data_root, tmp_path):
     out = tmp_path / "eval"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "eval.py"), "-c", "configs/angiography/cass.yaml",
-         "--checkpoint", str(trained_cass / "checkpoints" / "checkpoint.pt"), "--out", str(out),
-         f"paths.data_root={tiny_data_root}", "model.name=sam3_tiny"],
+        [sys.executable, str(ROOT / "tools" / "eval.py"),  # the run folder's own config
+         "--checkpoint", str(trained_cass / "checkpoints" / "checkpoint.pt"), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ours = json.loads((out / "coco_predictions_segm.json").read_text())
-    runs = json.loads((trained_cass / "predictions" / "coco_predictions_segm.json").read_text())
+    ours = json.loads((out / "predictions.json").read_text())
+    runs = json.loads((trained_cass / "predictions" / "predictions.json").read_text())
     assert len(ours) == len(runs) > 0
     a, b = _by_key(ours), _by_key(runs)
     assert set(a) == set(b)
     for k in a:
-        assert a[k]["segmentation"] == b[k]["segmentation"]
+        assert a[k]["segmentation"] == b[k]["segmentation"] and a[k]["cass_name"] == b[k]["cass_name"]
+        assert a[k]["cass_probs"] == b[k]["cass_probs"]
     metrics = json.loads((out / "metrics.json").read_text())
     run_metrics = json.loads((trained_cass / "metrics.json").read_text())
-    for key in ("bbox.AP", "segm.AP", "segm.AP50", "dice"):
+    for key in ("bbox.AP", "segm.AP", "segm.AP50", "dice", "cass.naming_top1", "cass.naming_match_rate"):
         assert metrics[key] == pytest.approx(run_metrics[key], abs=1e-9), key
-    head = json.loads((out / "cass_head.json").read_text())
-    assert head["n_images"] > 0 and 0.0 <= head["top1"] <= 1.0
+    assert metrics["meta.model.model"] == "sam3_tiny" and metrics["meta.model.task"] == "cass"
+    assert "sam3_tiny" in (out / "report.md").read_text()
 
 
 def test_eval_model_mode_names_a_missing_split(trained_cass, tiny_data_root, tmp_path):

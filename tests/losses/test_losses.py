@@ -16,7 +16,7 @@ from model_fixtures import wrapper as _wrapper
 
 def _loss_from_config(task: str = "cass", overrides=()):
     """``scratch.angio_loss`` exactly as tools/train.py composes it for ``task``."""
-    from sam3_angio.training.config import compose
+    from sam3_angio.config import compose
 
     classes = ["model.class_ids=[1,2,12,13]"] if task == "cass" else []  # the classes of the tiny data set
     cfg = compose(task, ["model.name=sam3_tiny", *classes, *overrides])

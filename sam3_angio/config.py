@@ -19,7 +19,7 @@ def configs_root() -> Path:
     env = os.environ.get("SAM3_ANGIO_CONFIG_DIR")
     if env:
         return Path(env).resolve()
-    return (Path(__file__).resolve().parents[2] / "configs").resolve()
+    return (Path(__file__).resolve().parents[1] / "configs").resolve()
 
 
 def locate_config(config: str) -> Tuple[Path, str]:
@@ -141,8 +141,16 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
             cfg.model.resolved = resolve_model_name(cfg.model.name, cfg.paths.sam3_checkpoint, cuda=cuda)
         except ModelChoiceError as e:
             raise ConfigError(str(e)) from None
-        cfg.trainer.accelerator = resolve_accelerator(cfg.trainer.accelerator, cuda)
-        if cfg.trainer.accelerator == "cpu" and OmegaConf.select(cfg, "trainer.optim.amp.enabled"):
-            cfg.trainer.optim.amp.enabled = False  # bfloat16 autocast here is CUDA's
+    return set_accelerator(cfg, resolve_accelerator(cfg.trainer.accelerator, cuda))
+
+
+def set_accelerator(cfg: DictConfig, accelerator: str) -> DictConfig:
+    """The one place that sets ``trainer.accelerator`` and what follows from it: bfloat16 autocast
+    (``trainer.optim.amp``) is CUDA's, so it is off on a CPU."""
+    with open_dict(cfg):
+        if OmegaConf.select(cfg, "trainer.accelerator") is not None:
+            cfg.trainer.accelerator = accelerator
+        if accelerator == "cpu" and OmegaConf.select(cfg, "trainer.optim.amp.enabled"):
+            cfg.trainer.optim.amp.enabled = False
     return cfg
 
