@@ -45,6 +45,7 @@ is not at the top level, frame 0 first, then the shared group):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
@@ -99,11 +100,21 @@ def is_dicom(path: PathLike) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _get(ds: Any, keyword: str) -> Any:
+    """``ds.keyword`` or None; a value pydicom cannot convert (a DS that is not a number) -> DicomError."""
+    try:
+        value = ds.get(keyword, None)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DicomError(f"DICOM '{getattr(ds, 'filename', '?')}': {keyword} cannot be read ({e}); expected "
+                         f"a number") from None
+    return None if value in (None, "") else value
+
+
 def _lookup(ds: Any, keyword: str) -> Any:
     """``keyword``'s value at the top level, else in the first per-frame or the shared functional
     group (Enhanced XA nests header tags one sequence deep there); None if absent or empty."""
-    value = ds.get(keyword, None)
-    if value not in (None, ""):
+    value = _get(ds, keyword)
+    if value is not None:
         return value
     for groups in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
         seq = ds.get(groups, None)
@@ -111,8 +122,8 @@ def _lookup(ds: Any, keyword: str) -> Any:
             continue
         for elem in seq[0]:
             if elem.VR == "SQ" and len(elem.value) and keyword in elem.value[0]:
-                value = elem.value[0].get(keyword, None)
-                if value not in (None, ""):
+                value = _get(elem.value[0], keyword)
+                if value is not None:
                     return value
     return None
 
@@ -203,12 +214,19 @@ def read_dicom_header(path: PathLike, read_angles: bool = True, read_spacing: bo
     for a file that is not DICOM, has no image, is colour, or has broken angles / spacing.
     ``read_angles`` / ``read_spacing`` False skip those tags (None, ``"unknown"``): for a caller that
     has the values from elsewhere, so that broken header values do not stop it."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
     if not path.is_file():
         raise DicomError(f"DICOM '{path}' does not exist")
+    # pydicom warns about malformed values as it meets them; they are checked below, with the file named.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _read_header(path, read_angles, read_spacing)
+
+
+def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHeader:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom(path))
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -218,8 +236,9 @@ def read_dicom_header(path: PathLike, read_angles: bool = True, read_spacing: bo
         rows, columns = int(ds.Rows), int(ds.Columns)
         bits_alloc, bits_stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
     except (AttributeError, TypeError, ValueError):
-        raise DicomError(f"DICOM '{path}' has no image (Rows / Columns / BitsAllocated missing); expected "
-                         f"an X-ray angiogram, not a report or a directory file") from None
+        raise DicomError(f"DICOM '{path}' has no image header (Rows / Columns / BitsAllocated missing): the "
+                         f"file is truncated, not DICOM, or not an image (a report, a DICOMDIR); expected an "
+                         f"X-ray angiogram") from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if samples != 1 or photometric not in GREY:
@@ -236,8 +255,8 @@ def read_dicom_header(path: PathLike, read_angles: bool = True, read_spacing: bo
     except (TypeError, ValueError):
         raise DicomError(f"DICOM '{path}': NumberOfFrames is {ds.get('NumberOfFrames')!r}; expected an "
                          f"integer") from None
-    slope = ds.get("RescaleSlope", None)
-    slope = _numbers(path, "RescaleSlope", slope)[0] if slope not in (None, "") else 1.0
+    slope = _get(ds, "RescaleSlope")
+    slope = _numbers(path, "RescaleSlope", slope)[0] if slope is not None else 1.0
     if slope == 0:
         raise DicomError(f"DICOM '{path}': RescaleSlope is 0; expected a non-zero number")
     meta = getattr(ds, "file_meta", None)
@@ -256,7 +275,8 @@ def read_dicom_header(path: PathLike, read_angles: bool = True, read_spacing: bo
 def _check_decoder(header: DicomHeader) -> None:
     from pydicom.pixels import get_decoder
 
-    uid = header._meta.file_meta.get("TransferSyntaxUID", None) if header._meta is not None else None
+    meta = getattr(header._meta, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
     if uid is None:
         return
     try:
@@ -270,6 +290,22 @@ def _check_decoder(header: DicomHeader) -> None:
             f"DICOM '{header.path}': pixel data are compressed as {header.transfer_syntax} ({uid}) and no "
             f"installed package decodes it (needs one of: {missing}); {_INSTALL_HINT}"
         )
+
+
+def _check_length(header: DicomHeader) -> None:
+    """A truncated uncompressed file is caught before any frame is handed out (pydicom would fail at
+    the first missing frame, after the earlier ones were used)."""
+    meta = getattr(header._meta, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    if uid is None or uid.is_encapsulated or uid.is_deflated:
+        return
+    bits = int(header._meta.get("BitsAllocated", 8))
+    need = header.rows * header.columns * header.n_frames * bits // 8
+    size = header.path.stat().st_size
+    if size < need:
+        raise DicomError(f"DICOM '{header.path}' is truncated: the file has {size} bytes but its {header.n_frames} "
+                         f"frame(s) of {header.rows}x{header.columns} at {bits} bits need {need} bytes of pixel "
+                         f"data; copy the file again")
 
 
 def to_uint8(header: DicomHeader, stored: np.ndarray) -> np.ndarray:
@@ -295,13 +331,19 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
     from pydicom.pixels import iter_pixels
 
     _check_decoder(header)
+    _check_length(header)
     wanted = list(range(header.n_frames)) if indices is None else [int(i) for i in indices]
     if not wanted:
         return
     # iter_pixels yields frames in file order: stream them when asked in that order, else decode each
     # distinct frame once and hand them out as asked.
     order = sorted(set(wanted))
-    frames = iter_pixels(header.path, indices=order)
+    src: Any = header.path
+    if not is_dicom(header.path):  # no preamble: pydicom reads it only when forced
+        import pydicom
+
+        src = pydicom.dcmread(header.path, force=True)
+    frames = iter_pixels(src, indices=order)
     decoded = {}
     for k in order:
         try:

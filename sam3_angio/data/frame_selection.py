@@ -91,9 +91,9 @@ def opacification_score(image: np.ndarray, side: int = SCORE_SIDE, size: int = T
 
 
 def smoothing_window(fps: Optional[float] = None) -> int:
-    """Frames in the moving average of rule step 2: 0.6 s at ``fps`` (15 when unknown), odd, >= 1."""
-    n = int(round(WINDOW_S * (fps if fps and fps > 0 else DEFAULT_FPS)))
-    return max(1, n - 1 + n % 2)
+    """Frames in the moving average of rule step 2: 0.6 s at ``fps`` (15 when unknown), rounded up to
+    an odd number (centred on its frame)."""
+    return int(round(WINDOW_S * (fps if fps and fps > 0 else DEFAULT_FPS))) | 1
 
 
 def choose_best(scores: Sequence[float], fps: Optional[float] = None) -> int:
