@@ -100,20 +100,19 @@ def is_dicom(path: PathLike) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _get(ds: Any, keyword: str) -> Any:
+def _get(ds: Any, keyword: str, path: Path) -> Any:
     """``ds.keyword`` or None; a value pydicom cannot convert (a DS that is not a number) -> DicomError."""
     try:
         value = ds.get(keyword, None)
     except (ValueError, TypeError, OverflowError) as e:
-        raise DicomError(f"DICOM '{getattr(ds, 'filename', '?')}': {keyword} cannot be read ({e}); expected "
-                         f"a number") from None
+        raise DicomError(f"DICOM '{path}': {keyword} cannot be read ({e}); expected a number") from None
     return None if value in (None, "") else value
 
 
-def _lookup(ds: Any, keyword: str) -> Any:
+def _lookup(ds: Any, keyword: str, path: Path) -> Any:
     """``keyword``'s value at the top level, else in the first per-frame or the shared functional
     group (Enhanced XA nests header tags one sequence deep there); None if absent or empty."""
-    value = _get(ds, keyword)
+    value = _get(ds, keyword, path)
     if value is not None:
         return value
     for groups in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
@@ -122,7 +121,7 @@ def _lookup(ds: Any, keyword: str) -> Any:
             continue
         for elem in seq[0]:
             if elem.VR == "SQ" and len(elem.value) and keyword in elem.value[0]:
-                value = _get(elem.value[0], keyword)
+                value = _get(elem.value[0], keyword, path)
                 if value is not None:
                     return value
     return None
@@ -143,7 +142,7 @@ def _numbers(path: Path, keyword: str, value: Any) -> Tuple[float, ...]:
 
 
 def _view_angles(path: Path, ds: Any) -> Optional[Tuple[float, float]]:
-    raw = {k: _lookup(ds, k) for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle")}
+    raw = {k: _lookup(ds, k, path) for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle")}
     if any(v is None for v in raw.values()):
         return None
     out = []
@@ -179,16 +178,16 @@ def _positive(path: Path, keyword: str, value: Any) -> float:
 
 
 def _mm_per_pixel(path: Path, ds: Any) -> Tuple[Optional[float], str]:
-    ips = _lookup(ds, "ImagerPixelSpacing")
-    ermf = _lookup(ds, "EstimatedRadiographicMagnificationFactor")
+    ips = _lookup(ds, "ImagerPixelSpacing", path)
+    ermf = _lookup(ds, "EstimatedRadiographicMagnificationFactor", path)
     if ips is not None and ermf is not None:
         return (_spacing(path, "ImagerPixelSpacing", ips)
                 / _positive(path, "EstimatedRadiographicMagnificationFactor", ermf),
                 "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor")
-    ps = _lookup(ds, "PixelSpacing")
+    ps = _lookup(ds, "PixelSpacing", path)
     if ps is not None:
         return _spacing(path, "PixelSpacing", ps), "PixelSpacing"
-    sid, sod = _lookup(ds, "DistanceSourceToDetector"), _lookup(ds, "DistanceSourceToPatient")
+    sid, sod = _lookup(ds, "DistanceSourceToDetector", path), _lookup(ds, "DistanceSourceToPatient", path)
     if ips is not None and sid is not None and sod is not None:
         return (_spacing(path, "ImagerPixelSpacing", ips) * _positive(path, "DistanceSourceToPatient", sod)
                 / _positive(path, "DistanceSourceToDetector", sid),
@@ -255,7 +254,7 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
     except (TypeError, ValueError):
         raise DicomError(f"DICOM '{path}': NumberOfFrames is {ds.get('NumberOfFrames')!r}; expected an "
                          f"integer") from None
-    slope = _get(ds, "RescaleSlope")
+    slope = _get(ds, "RescaleSlope", path)
     slope = _numbers(path, "RescaleSlope", slope)[0] if slope is not None else 1.0
     if slope == 0:
         raise DicomError(f"DICOM '{path}': RescaleSlope is 0; expected a non-zero number")

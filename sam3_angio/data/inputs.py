@@ -10,6 +10,7 @@ Public API (what the predictor and the CLI call)::
     find_inputs(paths, recursive=False) -> List[InputSource]        # no pixel read
     iter_source(source, frames="all", angles=None, mm_per_pixel=None) -> Iterator[InputFrame]
     parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
+    describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
 
 Inputs (``kind``), detected by content first, then by suffix:
 
@@ -311,11 +312,47 @@ def _override(cli_angles: Optional[Angles], cli_mm: Optional[float], angles: Opt
     return angles, angles_src, mm, mm_src
 
 
+_CSV_COLUMNS = ("cine_path", "frame_index", "contours_path", "mm_per_pixel")  # what inference reads
+
+
+def _csv_row_view(r, cells: Dict[str, str]) -> Tuple[Optional[Angles], str, Optional[float], str, List[tuple]]:
+    """View angles and spacing of one parsed study-CSV row (its cine and frame checked too):
+    ``(angles, angles_source, mm_per_pixel, spacing_source, [(column, problem)])``."""
+    from .cine import cine_info
+    from .layout import DataLayoutError, load_contours, parse_view_angles
+
+    problems: List[tuple] = []
+    try:
+        n = cine_info(r.cine_path).n_frames
+        if r.frame_index >= n:
+            problems.append(("frame_index", f"{r.frame_index} is out of range for cine '{cells['cine_path']}' with "
+                                            f"{n} frames (valid: 0..{n - 1})"))
+    except CineError as e:
+        problems.append(("cine_path", str(e)))
+    angles, a_src = None, "unknown"
+    mm, m_src = r.mm_per_pixel, ("csv" if r.mm_per_pixel is not None else "unknown")
+    if r.contours_path is None or problems:
+        return angles, a_src, mm, m_src, problems
+    if not r.contours_path.is_file():
+        return angles, a_src, mm, m_src, [("contours_path", f"file '{cells.get('contours_path')}' does not exist")]
+    try:
+        contours = load_contours(r.contours_path)
+        va = parse_view_angles(contours, cells.get("contours_path", ""), require=False)
+    except DataLayoutError as e:
+        return angles, a_src, mm, m_src, [("contours_path", str(e))]
+    if va is not None:
+        angles, a_src = (va["primary"], va["secondary"]), "contours"
+    c_mm = contours.get("mm_per_pixel")  # the synthetic generator writes it; study exports may
+    if mm is None and isinstance(c_mm, (int, float)) and math.isfinite(c_mm) and c_mm > 0:
+        mm, m_src = float(c_mm), "contours"
+    return angles, a_src, mm, m_src, problems
+
+
 def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]
               ) -> Iterator[InputFrame]:
-    from .layout import (DataLayoutError, RowError, RowProblem, load_contours, parse_row, parse_view_angles,
-                         read_csv_rows)
-    from .cine import cine_info
+    """The study CSV's frames, one per distinct (cine, frame_index); every row is checked before the
+    first frame is read, and the rows' problems are raised together (the first shown)."""
+    from .layout import DataLayoutError, RowError, RowProblem, parse_row, read_csv_rows
 
     csv_path = source.path
     if spec != "all":
@@ -326,58 +363,31 @@ def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles]
     except DataLayoutError as e:
         raise InputError(str(e)) from None
     base = csv_path.resolve().parent
-    used = ("cine_path", "frame_index", "contours_path", "mm_per_pixel")
     problems: List[RowProblem] = []
     groups: Dict[Tuple[Path, int], dict] = {}
     for row, line, cells in rows:
         r, probs = parse_row(cells, row, line, base)
-        probs = [p for p in probs if p.column in used]
-
-        def bad(column: str, message: str) -> None:
-            probs.append(RowProblem(row, line, column, message, r.patient_id))
-
-        if not probs:
-            try:
-                info = cine_info(r.cine_path)
-                if r.frame_index >= info.n_frames:
-                    bad("frame_index", f"{r.frame_index} is out of range for cine '{cells['cine_path']}' with "
-                                       f"{info.n_frames} frames (valid: 0..{info.n_frames - 1})")
-            except CineError as e:
-                bad("cine_path", str(e))
-        angles, angles_src, mm, mm_src = None, "unknown", r.mm_per_pixel, "csv" if r.mm_per_pixel else "unknown"
-        if not probs and r.contours_path is not None:
-            if not r.contours_path.is_file():
-                bad("contours_path", f"file '{cells.get('contours_path')}' does not exist")
-            else:
-                try:
-                    contours = load_contours(r.contours_path)
-                    va = parse_view_angles(contours, cells.get("contours_path", ""), require=False)
-                    if va is not None:
-                        angles, angles_src = (va["primary"], va["secondary"]), "contours"
-                    c_mm = contours.get("mm_per_pixel")
-                    if mm is None and isinstance(c_mm, (int, float)) and math.isfinite(c_mm) and c_mm > 0:
-                        mm, mm_src = float(c_mm), "contours"
-                except DataLayoutError as e:
-                    bad("contours_path", str(e))
+        probs = [p for p in probs if p.column in _CSV_COLUMNS]
         if probs:
             problems.extend(probs)
             continue
-        key = (r.cine_path.resolve(), r.frame_index)
-        g = groups.setdefault(key, {"cine": r.cine_path, "rows": [], "angles": angles, "angles_src": angles_src,
-                                    "mm": mm, "mm_src": mm_src})
-        if g["rows"] and (_differ(g["angles"], angles) or _differ(g["mm"], mm)):
-            problems.append(RowProblem(row, line, "contours_path", (
-                f"names the same frame ({cells['cine_path']} frame {r.frame_index}) as row {g['rows'][0]} "
-                f"with other view angles or mm_per_pixel ({angles}, {mm} vs {g['angles']}, {g['mm']}); one frame "
-                f"has one view"), r.patient_id))
-            continue
-        g["rows"].append(row)
+        angles, a_src, mm, m_src, found = _csv_row_view(r, cells)
+        if not found:
+            g = groups.setdefault((r.cine_path.resolve(), r.frame_index), {
+                "cine": r.cine_path, "rows": [], "view": (angles, a_src, mm, m_src)})
+            if _differ(g["view"][0], angles) or _differ(g["view"][2], mm):
+                found = [("contours_path", f"names the same frame ({cells['cine_path']} frame {r.frame_index}) as "
+                                           f"row {g['rows'][0]} with other view angles or mm_per_pixel ({angles}, {mm} "
+                                           f"vs {g['view'][0]}, {g['view'][2]}); one frame has one view")]
+            else:
+                g["rows"].append(row)
+        problems.extend(RowProblem(row, line, column, message, r.patient_id) for column, message in found)
     if problems:
         raise InputError(str(RowError(csv_path, problems)).replace("\n", " "))
-    ids = _unique_ids(list(dict.fromkeys(g["cine"].resolve() for g in groups.values())))
-    id_of = dict(zip(dict.fromkeys(g["cine"].resolve() for g in groups.values()), ids))
+    cines = list(dict.fromkeys(cine for cine, _ in groups))
+    id_of = dict(zip(cines, _unique_ids(cines)))
     for (cine, k), g in groups.items():
-        angles, a_src, mm, m_src = _override(cli_angles, cli_mm, g["angles"], g["angles_src"], g["mm"], g["mm_src"])
+        angles, a_src, mm, m_src = _override(cli_angles, cli_mm, *g["view"])
         n, read = _cine_reader(g["cine"])
         for _, img in read([k]):
             yield InputFrame(img, g["cine"], k, n, angles, a_src, mm, m_src, id_of[cine], "csv", "csv",

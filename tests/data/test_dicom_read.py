@@ -171,3 +171,21 @@ def test_header_refuses_anisotropic_pixels(tmp_path):
     path = write_xa_dicom(tmp_path / "aniso.dcm", _cine(np.uint8, 8), extra={"PixelSpacing": ["0.3", "0.2"]})
     with pytest.raises(DicomError, match=r"aniso\.dcm.*PixelSpacing.*not square"):
         read_dicom_header(path)
+
+
+def test_enhanced_xa_angles_and_spacing_are_found_in_functional_groups(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_xa_dicom(tmp_path / "enh.dcm", _cine(np.uint8, 8))
+    ds = pydicom.dcmread(path)
+    position, measures, shared = Dataset(), Dataset(), Dataset()
+    position.PositionerPrimaryAngle, position.PositionerSecondaryAngle = "-35", "-20"
+    measures.PixelSpacing = ["0.28", "0.28"]
+    shared.PositionerPositionSequence, shared.PixelMeasuresSequence = Sequence([position]), Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.save_as(path)
+    header = read_dicom_header(path)
+    assert header.view_angles == (-35.0, -20.0)
+    assert (header.mm_per_pixel, header.spacing_source) == (pytest.approx(0.28), "PixelSpacing")

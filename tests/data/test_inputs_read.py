@@ -128,7 +128,8 @@ def test_empty_folder_and_unknown_files_are_errors(tmp_path):
 def test_study_csv_one_input_per_frame_with_contour_angles_and_csv_spacing(tmp_path):
     csv_path = write_handmade(tmp_path / "study")  # 2 cines, two segment rows on frame 1 of each
     frames = read_input(csv_path)
-    assert [(f.source.name, f.frame_index, f.csv_rows) for f in frames] == [("p0.npy", 1, (1, 2)), ("p1.npy", 1, (3, 4))]
+    assert [(f.source.name, f.frame_index, f.csv_rows) for f in frames] == [
+        ("p0.npy", 1, (1, 2)), ("p1.npy", 1, (3, 4))]
     assert [f.view_angles for f in frames] == [(-30.0, 25.0), (-29.0, 25.0)]
     assert {(f.kind, f.selection, f.angles_source, f.spacing_source, f.mm_per_pixel) for f in frames} == {
         ("csv", "csv", "contours", "csv", 0.3)}
