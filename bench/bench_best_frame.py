@@ -109,8 +109,7 @@ def choose(tophat, dark, frangi=None) -> dict:
     return out
 
 
-def run(args) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench_best_frame_"))
+def run(args, tmp: Path) -> None:
     rng = np.random.default_rng(args.seed)
     T = args.frames
     L = T // 2
@@ -173,7 +172,8 @@ def main() -> None:
     p.add_argument("--dtypes", nargs="+", default=["uint8", "uint16"], choices=["uint8", "uint16", "float32"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frangi", action="store_true", help="also time and score Frangi vesselness (slow)")
-    run(p.parse_args())
+    with tempfile.TemporaryDirectory(prefix="bench_best_frame_") as tmp:
+        run(p.parse_args(), Path(tmp))
 
 
 if __name__ == "__main__":
