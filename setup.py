@@ -26,6 +26,9 @@ INSTALL_REQUIRES = [
     # ships bpe_simple_vocab_16e6.txt.gz, which the sam3 wheel lacks
     "open_clip_torch>=2.24",
     "pillow>=10",
+    # inference inputs: DICOM X-ray angiograms, PNG/JPEG/BMP/TIFF frames (sam3_angio/data/dicom.py, inputs.py)
+    "pydicom>=3.0",
+    "imageio>=2.31",
     "matplotlib>=3.7",
 ]
 

@@ -1,0 +1,423 @@
+"""X-ray angiography DICOM files through pydicom: the header facts inference needs (frames, view
+angles, pixel spacing) and the frames as 8-bit grey images ``(H, W)`` uint8, vessels dark.
+
+Public API::
+
+    is_dicom(path) -> bool                        # the 'DICM' marker at byte 128 (any file name)
+    read_dicom_header(path) -> DicomHeader        # header only, no pixel data read
+    iter_dicom_frames(header, indices=None)       # -> Iterator[(frame index, (H, W) uint8)]
+    write_xa_dicom(path, frames, ...)             # a minimal uncompressed XA file (tests, demos)
+
+Decisions (what a frame looks like after reading):
+
+- Pixels: the stored values of one frame, ``(Rows, Columns)``. BitsStored <= 8 is used as it is (uint8,
+  no window, as an 8-bit cine). BitsStored 9-16 is windowed to 8 bit per frame by
+  :func:`sam3_angio.data.cine.to_gray_uint8` (0.5th-99.5th percentile), the rule the study's uint16 cines
+  were converted with, so the model sees what it was trained on.
+- RescaleSlope / RescaleIntercept: the percentile window is invariant to a positive affine map, so only
+  the slope's sign matters: a negative slope inverts the grey scale (as MONOCHROME1 does).
+- VOI LUT / WindowCenter / WindowWidth are read by nobody here and ignored on purpose: vendors set
+  them for a viewer's display, and training frames were windowed by percentile, not by VOI.
+- MONOCHROME1 (white = low value) is inverted so that vessels are dark, as in MONOCHROME2 angiograms.
+  RGB / YBR / PALETTE COLOR files are refused (angiograms are grey).
+- Compressed transfer syntaxes decode through pydicom's plugins (native RLE; JPEG baseline / JPEG 2000
+  via Pillow here); a syntax without an installed decoder (JPEG Lossless, JPEG-LS, common in XA) raises
+  :class:`DicomError` naming the file, the syntax and the packages to install.
+
+Header (degrees and millimetres; per-frame functional groups of Enhanced XA are searched when a tag
+is not at the top level, frame 0 first, then the shared group):
+
+- View angles ``(primary, secondary)``: PositionerPrimaryAngle (LAO positive, RAO negative) and
+  PositionerSecondaryAngle (cranial positive, caudal negative), the DICOM sign convention (PS3.3
+  C.8.7.5). Missing (either) -> None (unknown). Non-numeric, non-finite or out of range
+  (|primary| > 180, |secondary| > 90) -> :class:`DicomError` naming the file and the tag. Per-frame
+  increments of rotational runs (PositionerPrimaryAngleIncrement) are not applied.
+- ``mm_per_pixel`` at the isocenter, first rule that applies (``spacing_source`` records it):
+  1. ``ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor`` (detector spacing / magnification);
+  2. ``PixelSpacing`` (spacing calibrated in the patient);
+  3. ``ImagerPixelSpacing*DistanceSourceToPatient/DistanceSourceToDetector`` (magnification SID/SOD);
+  4. none: None, ``"unknown"``. ImagerPixelSpacing alone (detector plane, 30-50 % larger than at the
+     isocenter) is not used: a length in mm from it would be silently wrong.
+  Row and column spacing must agree within 2 %; non-finite or non-positive values raise DicomError.
+- Patient identity (PatientName, PatientID, ...) is never read into a result or a message.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import DataError
+from .cine import CineError, to_gray_uint8
+
+PathLike = Union[str, Path]
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+GREY = ("MONOCHROME1", "MONOCHROME2")
+# A detector pixel is square; more than this relative difference between the row and column spacing
+# means the header is wrong or the image was resampled, and one mm-per-pixel number cannot hold.
+_ANISOTROPY_TOLERANCE = 0.02
+_INSTALL_HINT = ("pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm), "
+                 "or convert the file to uncompressed DICOM (e.g. gdcmconv --raw) first")
+
+
+class DicomError(DataError):
+    """A DICOM file that cannot be used as an angiogram; the message names the file and the tag."""
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What inference needs from one DICOM file, read without its pixel data."""
+
+    path: Path
+    n_frames: int
+    rows: int
+    columns: int
+    photometric: str  # MONOCHROME1 | MONOCHROME2
+    bits_stored: int
+    rescale_slope: float
+    transfer_syntax: str  # its name, e.g. "Explicit VR Little Endian"
+    view_angles: Optional[Tuple[float, float]]  # (primary LAO+/RAO-, secondary CRA+/CAU-) degrees
+    mm_per_pixel: Optional[float]  # at the isocenter
+    spacing_source: str  # the rule used (see the module docstring) or "unknown"
+    fps: Optional[float] = None  # RecommendedDisplayFrameRate, CineRate or 1000 / FrameTime
+    sop_class: str = ""
+    _meta: Any = field(default=None, repr=False, compare=False)  # the header Dataset (no pixel data)
+
+
+def is_dicom(path: PathLike) -> bool:
+    """True when the file carries the DICOM preamble marker ``DICM`` at byte 128 (PS3.10 7.1)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _get(ds: Any, keyword: str, path: Path) -> Any:
+    """``ds.keyword`` or None; a value pydicom cannot convert (a DS that is not a number) -> DicomError."""
+    try:
+        value = ds.get(keyword, None)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DicomError(f"DICOM '{path}': {keyword} cannot be read ({e}); expected a number") from None
+    return None if value in (None, "") else value
+
+
+def _lookup(ds: Any, keyword: str, path: Path) -> Any:
+    """``keyword``'s value at the top level, else in the first per-frame or the shared functional
+    group (Enhanced XA nests header tags one sequence deep there); None if absent or empty."""
+    value = _get(ds, keyword, path)
+    if value is not None:
+        return value
+    for groups in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        seq = ds.get(groups, None)
+        if not seq:
+            continue
+        for elem in seq[0]:
+            if elem.VR == "SQ" and len(elem.value) and keyword in elem.value[0]:
+                value = _get(elem.value[0], keyword, path)
+                if value is not None:
+                    return value
+    return None
+
+
+def _numbers(path: Path, keyword: str, value: Any) -> Tuple[float, ...]:
+    from pydicom.multival import MultiValue
+
+    values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise DicomError(f"DICOM '{path}': {keyword} is {value!r}; expected a number") from None
+    for v in out:
+        if not math.isfinite(v):
+            raise DicomError(f"DICOM '{path}': {keyword} is {value!r}; expected a finite number")
+    return out
+
+
+def _view_angles(path: Path, ds: Any) -> Optional[Tuple[float, float]]:
+    raw = {k: _lookup(ds, k, path) for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle")}
+    if any(v is None for v in raw.values()):
+        return None
+    out = []
+    for (keyword, value), limit, sign in zip(raw.items(), (180.0, 90.0), ("LAO+/RAO-", "CRA+/CAU-")):
+        (angle,) = _numbers(path, keyword, value)[:1]
+        if abs(angle) > limit:
+            raise DicomError(
+                f"DICOM '{path}': {keyword} = {angle:g} is outside -{limit:g}..{limit:g} degrees "
+                f"({sign}); fix the header or pass the angles on the command line (--angles)"
+            )
+        out.append(angle)
+    return (out[0], out[1])
+
+
+def _spacing(path: Path, keyword: str, value: Any) -> float:
+    v = _numbers(path, keyword, value)
+    row, col = (v[0], v[1]) if len(v) >= 2 else (v[0], v[0])
+    if row <= 0 or col <= 0:
+        raise DicomError(f"DICOM '{path}': {keyword} is {value!r}; expected positive millimetres")
+    if abs(row - col) > _ANISOTROPY_TOLERANCE * max(row, col):
+        raise DicomError(
+            f"DICOM '{path}': {keyword} is {row:g}\\{col:g} mm (row\\column), not square pixels; "
+            f"pass the isocenter spacing on the command line (--mm-per-pixel)"
+        )
+    return 0.5 * (row + col)
+
+
+def _positive(path: Path, keyword: str, value: Any) -> float:
+    (v,) = _numbers(path, keyword, value)[:1]
+    if v <= 0:
+        raise DicomError(f"DICOM '{path}': {keyword} is {value!r}; expected a positive number")
+    return v
+
+
+def _mm_per_pixel(path: Path, ds: Any) -> Tuple[Optional[float], str]:
+    ips = _lookup(ds, "ImagerPixelSpacing", path)
+    ermf = _lookup(ds, "EstimatedRadiographicMagnificationFactor", path)
+    if ips is not None and ermf is not None:
+        return (_spacing(path, "ImagerPixelSpacing", ips)
+                / _positive(path, "EstimatedRadiographicMagnificationFactor", ermf),
+                "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor")
+    ps = _lookup(ds, "PixelSpacing", path)
+    if ps is not None:
+        return _spacing(path, "PixelSpacing", ps), "PixelSpacing"
+    sid, sod = _lookup(ds, "DistanceSourceToDetector", path), _lookup(ds, "DistanceSourceToPatient", path)
+    if ips is not None and sid is not None and sod is not None:
+        return (_spacing(path, "ImagerPixelSpacing", ips) * _positive(path, "DistanceSourceToPatient", sod)
+                / _positive(path, "DistanceSourceToDetector", sid),
+                "ImagerPixelSpacing*DistanceSourceToPatient/DistanceSourceToDetector")
+    return None, "unknown"
+
+
+def _fps(path: Path, ds: Any) -> Optional[float]:
+    for keyword, to_fps in (("RecommendedDisplayFrameRate", float), ("CineRate", float),
+                            ("FrameTime", lambda ms: 1000.0 / ms)):
+        value = ds.get(keyword, None)
+        try:
+            fps = to_fps(float(value)) if value not in (None, "") else None
+        except (TypeError, ValueError, ZeroDivisionError):
+            fps = None
+        if fps is not None and math.isfinite(fps) and fps > 0:
+            return fps
+    return None
+
+
+def read_dicom_header(path: PathLike, read_angles: bool = True, read_spacing: bool = True) -> DicomHeader:
+    """Header facts of the DICOM file at ``path`` (pixel data not read). Raises :class:`DicomError`
+    for a file that is not DICOM, has no image, is colour, or has broken angles / spacing.
+    ``read_angles`` / ``read_spacing`` False skip those tags (None, ``"unknown"``): for a caller that
+    has the values from elsewhere, so that broken header values do not stop it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DicomError(f"DICOM '{path}' does not exist")
+    # pydicom warns about malformed values as it meets them; they are checked below, with the file named.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _read_header(path, read_angles, read_spacing)
+
+
+def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHeader:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom(path))
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DicomError(f"DICOM '{path}' cannot be read: {type(e).__name__}: {e} (is it a complete "
+                         f"DICOM file?)") from None
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        bits_alloc, bits_stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
+    except (AttributeError, TypeError, ValueError):
+        raise DicomError(f"DICOM '{path}' has no image header (Rows / Columns / BitsAllocated missing): the "
+                         f"file is truncated, not DICOM, or not an image (a report, a DICOMDIR); expected an "
+                         f"X-ray angiogram") from None
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if samples != 1 or photometric not in GREY:
+        raise DicomError(
+            f"DICOM '{path}' is colour (SamplesPerPixel {samples}, PhotometricInterpretation "
+            f"{photometric}): RGB DICOM is not supported, expected grayscale XA (MONOCHROME1 or "
+            f"MONOCHROME2); export the angiogram in grey"
+        )
+    if not (1 <= bits_stored <= 16) or bits_alloc not in (8, 16):
+        raise DicomError(f"DICOM '{path}' stores {bits_stored} bits in {bits_alloc}; expected "
+                         f"BitsStored 1..16 in 8 or 16 bits allocated")
+    try:
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise DicomError(f"DICOM '{path}': NumberOfFrames is {ds.get('NumberOfFrames')!r}; expected an "
+                         f"integer") from None
+    slope = _get(ds, "RescaleSlope", path)
+    slope = _numbers(path, "RescaleSlope", slope)[0] if slope is not None else 1.0
+    if slope == 0:
+        raise DicomError(f"DICOM '{path}': RescaleSlope is 0; expected a non-zero number")
+    meta = getattr(ds, "file_meta", None)
+    tsuid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    if tsuid is None:
+        tsuid = pydicom.uid.ImplicitVRLittleEndian  # PS3.5 default for files without a meta header
+    mm, source = _mm_per_pixel(path, ds) if read_spacing else (None, "unknown")
+    return DicomHeader(
+        path=path, n_frames=n_frames, rows=rows, columns=columns, photometric=photometric,
+        bits_stored=bits_stored, rescale_slope=slope, transfer_syntax=pydicom.uid.UID(tsuid).name,
+        view_angles=_view_angles(path, ds) if read_angles else None, mm_per_pixel=mm, spacing_source=source,
+        fps=_fps(path, ds), sop_class=str(ds.get("SOPClassUID", "")), _meta=ds,
+    )
+
+
+def _check_decoder(header: DicomHeader) -> None:
+    from pydicom.pixels import get_decoder
+
+    meta = getattr(header._meta, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    if uid is None:
+        return
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        raise DicomError(f"DICOM '{header.path}': transfer syntax {header.transfer_syntax} ({uid}) has no "
+                         f"pixel decoder in pydicom; {_INSTALL_HINT}") from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise DicomError(
+            f"DICOM '{header.path}': pixel data are compressed as {header.transfer_syntax} ({uid}) and no "
+            f"installed package decodes it (needs one of: {missing}); {_INSTALL_HINT}"
+        )
+
+
+def _check_length(header: DicomHeader) -> None:
+    """A truncated uncompressed file is caught before any frame is handed out (pydicom would fail at
+    the first missing frame, after the earlier ones were used)."""
+    meta = getattr(header._meta, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    if uid is None or uid.is_encapsulated or uid.is_deflated:
+        return
+    bits = int(header._meta.get("BitsAllocated", 8))
+    need = header.rows * header.columns * header.n_frames * bits // 8
+    size = header.path.stat().st_size
+    if size < need:
+        raise DicomError(f"DICOM '{header.path}' is truncated: the file has {size} bytes but its {header.n_frames} "
+                         f"frame(s) of {header.rows}x{header.columns} at {bits} bits need {need} bytes of pixel "
+                         f"data; copy the file again")
+
+
+def to_uint8(header: DicomHeader, stored: np.ndarray) -> np.ndarray:
+    """One frame's stored values ``(Rows, Columns)`` -> ``(H, W)`` uint8, vessels dark (the module's
+    rules: 8-bit as is, deeper windowed by percentile; MONOCHROME1 or a negative slope inverted)."""
+    if stored.ndim != 2:
+        raise DicomError(f"DICOM '{header.path}': a frame has shape {stored.shape}; expected (Rows, Columns)")
+    if header.bits_stored <= 8 and stored.dtype.kind == "u":
+        img = stored.astype(np.uint8)
+    else:
+        try:
+            img = to_gray_uint8(stored)
+        except CineError as e:
+            raise DicomError(f"DICOM '{header.path}': {e}") from None
+    invert = (header.photometric == "MONOCHROME1") != (header.rescale_slope < 0)
+    return 255 - img if invert else img
+
+
+def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = None
+                      ) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(frame index, (H, W) uint8)`` for each of ``indices`` (all frames when None), decoded one at a
+    time. Indices must be in ``0..n_frames-1`` (the caller checks and names the file)."""
+    from pydicom.pixels import iter_pixels
+
+    _check_decoder(header)
+    _check_length(header)
+    wanted = list(range(header.n_frames)) if indices is None else [int(i) for i in indices]
+    if not wanted:
+        return
+    # iter_pixels yields frames in file order: stream them when asked in that order, else decode each
+    # distinct frame once and hand them out as asked.
+    order = sorted(set(wanted))
+    src: Any = header.path
+    if not is_dicom(header.path):  # no preamble: pydicom reads it only when forced
+        import pydicom
+
+        src = pydicom.dcmread(header.path, force=True)
+    frames = iter_pixels(src, indices=order)
+    decoded = {}
+    for k in order:
+        try:
+            stored = np.asarray(next(frames))
+        except Exception as e:  # pydicom raises RuntimeError / ValueError / ... from its plugins
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise DicomError(f"DICOM '{header.path}': pixel data ({header.transfer_syntax}) of frame {k} cannot "
+                             f"be decoded: {type(e).__name__}: {first} (is the file complete?)") from None
+        if wanted == order:
+            yield k, to_uint8(header, stored)
+        else:
+            decoded[k] = stored
+    if wanted != order:
+        for k in wanted:
+            yield k, to_uint8(header, decoded[k])
+
+
+def write_xa_dicom(
+    path: PathLike,
+    frames: np.ndarray,
+    *,
+    view_angles: Optional[Tuple[float, float]] = None,
+    imager_pixel_spacing: Optional[float] = None,
+    magnification: Optional[float] = None,
+    pixel_spacing: Optional[float] = None,
+    photometric: str = "MONOCHROME2",
+    bits_stored: Optional[int] = None,
+    fps: Optional[float] = None,
+    extra: Optional[dict] = None,
+) -> Path:
+    """Write ``frames`` ``(T, H, W)`` or ``(H, W)`` (uint8 or uint16) as an uncompressed X-Ray
+    Angiographic Image Storage file (explicit VR little endian) with the given header values; for
+    tests and demos (a synthetic cine as DICOM). ``extra`` sets further keywords (``{"RescaleSlope": 2}``).
+    No patient data: PatientName is ``ANONYMOUS``."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
+
+    arr = np.asarray(frames)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"frames must be (T, H, W) or (H, W) uint8/uint16, got {arr.shape} {arr.dtype}")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientName, ds.PatientID = "XA", "ANONYMOUS", "ANONYMOUS"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[2])
+    ds.BitsAllocated = 8 * arr.dtype.itemsize
+    ds.BitsStored = int(bits_stored or ds.BitsAllocated)
+    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
+    if arr.shape[0] > 1:
+        ds.NumberOfFrames = int(arr.shape[0])
+        ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
+        ds.FrameTime = f"{1000.0 / (fps or 15.0):.6g}"
+    if view_angles is not None:
+        ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = (f"{float(a):.6g}" for a in view_angles)
+    if imager_pixel_spacing is not None:
+        ds.ImagerPixelSpacing = [f"{imager_pixel_spacing:.8g}"] * 2
+    if magnification is not None:
+        ds.EstimatedRadiographicMagnificationFactor = f"{magnification:.8g}"
+    if pixel_spacing is not None:
+        ds.PixelSpacing = [f"{pixel_spacing:.8g}"] * 2
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
+    ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
+    path = Path(path)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+__all__: Sequence[str] = ("DicomError", "DicomHeader", "is_dicom", "iter_dicom_frames", "read_dicom_header",
+                          "to_uint8", "write_xa_dicom")

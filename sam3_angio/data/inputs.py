@@ -1,0 +1,506 @@
+"""Inference inputs: any angiogram a user points ``tools/predict.py`` at -> a uniform list of
+:class:`InputFrame` (one 8-bit grey frame ``(H, W)`` uint8, vessels dark, with its view angles, pixel
+spacing and where each came from).
+
+Public API (what the predictor and the CLI call)::
+
+    read_input(path, frames="all", angles=None, mm_per_pixel=None, input_id=None) -> List[InputFrame]
+    iter_inputs(paths, frames="all", angles=None, mm_per_pixel=None, recursive=False, progress=False)
+        -> Iterator[InputFrame]                       # lazily, source after source
+    find_inputs(paths, recursive=False) -> List[InputSource]        # no pixel read
+    iter_source(source, frames="all", angles=None, mm_per_pixel=None) -> Iterator[InputFrame]
+    parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
+    describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
+
+Inputs (``kind``), detected by content first, then by suffix:
+
+- ``dicom``: a file with the DICM marker (any name, also without extension) or a ``.dcm`` / ``.dicom``
+  file; single- or multi-frame, read by :mod:`sam3_angio.data.dicom` (angles and spacing from the header).
+- ``cine``: ``.npy`` ``(T, H, W)`` or ``(T, H, W, C)``, memory-mapped, a frame read by
+  :func:`sam3_angio.data.cine.read_frame`. A 2-D ``.npy`` is refused (issue 10 lists "a 2-D cine" as bad
+  input): a single frame belongs in a PNG, or in a one-frame cine ``np.save(path, frame[None])``.
+- ``image``: PNG / JPEG / BMP / TIFF, one frame, 8- or 16-bit grey or RGB(A), read with imageio; made
+  8-bit grey by :func:`sam3_angio.data.cine.to_gray_uint8` (RGB -> BT.601 luma, 16 bit -> percentile
+  window). Multi-page files are refused (a cine belongs in ``.npy`` or DICOM).
+- ``csv``: the study CSV (:mod:`sam3_angio.data.layout`): one input per distinct (cine, frame_index),
+  however many segment rows share it; view angles from the rows' contours JSON, spacing from the
+  ``mm_per_pixel`` column (else the contours JSON's ``mm_per_pixel``). Only the columns inference needs
+  are checked (cine_path, frame_index, contours_path, mm_per_pixel); the frames are the CSV's, so
+  ``frames`` must be ``"all"``.
+- a folder: its files of the kinds above (not CSVs, not sub-folders unless ``recursive``), sorted by
+  name; other files are skipped and counted in a log line.
+
+Frames: ``"all"``, a list of frame numbers (one out of range -> :class:`InputError` naming the file and
+its number of frames), or ``"best"``: the best-opacified frame (:mod:`sam3_angio.data.frame_selection`).
+
+Angles ``(primary, secondary)`` in degrees, LAO+/RAO-, CRA+/CAU-; ``angles_source`` is ``"dicom"``,
+``"contours"``, ``"cli"`` (``angles=`` given: it overrides any header, and broken header angles are then
+not read) or ``"unknown"`` (``view_angles`` None). ``mm_per_pixel`` at the isocenter;
+``spacing_source`` is ``"dicom:<rule>"`` (:mod:`.dicom`), ``"csv"``, ``"contours"``, ``"cli"`` (overrides)
+or ``"unknown"``. ``input_id`` names outputs: the caller's id or the file stem (made unique within one
+call by adding the suffix, then a number); a CSV's patient_id is never used, nor a DICOM's patient tags.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import DataError
+from .cine import CineError, open_cine, read_frame, to_gray_uint8
+from .dicom import DICOM_SUFFIXES, DicomError, is_dicom, iter_dicom_frames, read_dicom_header
+from .frame_selection import FrameSpec, FrameSpecError, best_frame, parse_frames
+
+PathLike = Union[str, Path]
+Angles = Tuple[float, float]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+KINDS = ("dicom", "cine", "image", "csv")
+_SKIP_NAMES = {"DICOMDIR"}  # a DICOM index file: DICM marker, no image
+_PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
+
+__all__ = ["InputError", "InputFrame", "InputSource", "describe", "find_inputs", "iter_inputs", "iter_source",
+           "parse_angles", "parse_frames", "read_input"]
+
+
+class InputError(DataError):
+    """An inference input that cannot be read; one line naming the file (and row), what was expected,
+    what was found."""
+
+
+@dataclass(frozen=True, eq=False)
+class InputFrame:
+    """One frame to run the model on, with what is known about how it was taken."""
+
+    image: np.ndarray  # (H, W) uint8, vessels dark
+    source: Path  # the file the pixels came from (the cine, for a CSV entry)
+    frame_index: int  # 0-based, in the source
+    n_frames: int  # frames in the source (1 for an image)
+    view_angles: Optional[Angles]  # (primary LAO+/RAO-, secondary CRA+/CAU-) degrees; None = unknown
+    angles_source: str  # dicom | contours | cli | unknown
+    mm_per_pixel: Optional[float]  # at the isocenter; None = unknown
+    spacing_source: str  # dicom:<rule> | csv | contours | cli | unknown
+    input_id: str  # names the outputs of this source (caller's id or file stem; never a patient tag)
+    kind: str  # dicom | cine | image | csv
+    selection: str = "all"  # all | list | best | csv: how this frame was chosen
+    fps: Optional[float] = None  # frame rate from a DICOM header, for animated overlays
+    csv_rows: Tuple[int, ...] = ()  # 1-based data rows of the study CSV that name this frame
+
+    @property
+    def name(self) -> str:
+        """A file-name stem for this frame's outputs: ``<input_id>`` for an image,
+        ``<input_id>_f<frame:04d>`` for a frame of a cine / DICOM / CSV."""
+        return self.input_id if self.kind == "image" else f"{self.input_id}_f{self.frame_index:04d}"
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """One input file (kind detected, id assigned); no pixel data read yet."""
+
+    path: Path
+    kind: str  # dicom | cine | image | csv
+    input_id: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line values
+
+
+def parse_angles(text: Union[str, Sequence[float], None], what: str = "--angles") -> Optional[Angles]:
+    """``"PRIMARY,SECONDARY"`` degrees (or a pair) -> ``(primary, secondary)``, checked: finite,
+    |primary| <= 180 (LAO+), |secondary| <= 90 (CRA+). None stays None. On a command line a negative
+    first angle needs ``--angles=-30,20`` (argparse reads ``-30,20`` as an option)."""
+    if text is None:
+        return None
+    try:
+        parts = [float(p) for p in text.split(",")] if isinstance(text, str) else [float(p) for p in text]
+    except (TypeError, ValueError):
+        parts = []
+    if len(parts) != 2:
+        raise InputError(f"{what} {text!r}: expected PRIMARY,SECONDARY in degrees (LAO+/RAO-, CRA+/CAU-), "
+                         f"e.g. -30,25 for RAO 30 CRA 25")
+    for value, limit, name in zip(parts, (180.0, 90.0), ("primary (LAO+/RAO-)", "secondary (CRA+/CAU-)")):
+        if not math.isfinite(value) or abs(value) > limit:
+            raise InputError(f"{what} {text!r}: the {name} angle {value:g} is outside -{limit:g}..{limit:g} "
+                             f"degrees")
+    return (parts[0], parts[1])
+
+
+def _check_mm(mm_per_pixel: Optional[float], what: str = "--mm-per-pixel") -> Optional[float]:
+    if mm_per_pixel is None:
+        return None
+    try:
+        v = float(mm_per_pixel)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"{what} {mm_per_pixel!r}: expected positive millimetres per pixel at the isocenter "
+                         f"(typically 0.2-0.4)")
+    return v
+
+
+def _frames(spec: Union[str, Sequence[int]]) -> FrameSpec:
+    try:
+        return parse_frames(spec)
+    except FrameSpecError as e:
+        raise InputError(str(e)) from None
+
+
+def _check_indices(path: Path, wanted: Sequence[int], n: int) -> None:
+    bad = [k for k in wanted if k >= n]
+    if bad:
+        raise InputError(f"frame {bad[0]} is out of range for '{path}' with {n} frame{'s' if n != 1 else ''} "
+                         f"(valid: 0..{n - 1})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding inputs
+
+
+def _kind(path: Path) -> Optional[str]:
+    suffix = path.suffix.lower()
+    if path.name in _SKIP_NAMES:
+        return None
+    if is_dicom(path) or suffix in DICOM_SUFFIXES:
+        return "dicom"
+    if suffix == ".npy":
+        return "cine"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix == ".csv":
+        return "csv"
+    return None
+
+
+def _unique_ids(paths: Sequence[Path]) -> List[str]:
+    """File stems, with the suffix (then a number) added where two inputs of one call share a stem."""
+    stems = [p.stem for p in paths]
+    counts: Dict[str, int] = {}
+    for s in stems:
+        counts[s] = counts.get(s, 0) + 1
+    ids, used = [], set()
+    for p, s in zip(paths, stems):
+        cand = s if counts[s] == 1 else f"{s}_{p.suffix.lstrip('.').lower() or 'file'}"
+        k, base = 2, cand
+        while cand in used:
+            cand, k = f"{base}_{k}", k + 1
+        used.add(cand)
+        ids.append(cand)
+    return ids
+
+
+def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = False) -> List[InputSource]:
+    """The input files named by ``paths`` (files, folders, study CSVs), kinds detected, ids assigned;
+    checks existence only. A folder contributes its readable files (sorted; CSVs and other files
+    skipped); a folder without any is an error."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no input given; expected a cine .npy, a PNG/JPEG/BMP/TIFF frame, a DICOM file, a "
+                         "folder of them, or the study CSV")
+    found: List[Tuple[Path, str]] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            files = sorted(q for q in (p.rglob("*") if recursive else p.iterdir())
+                           if q.is_file() and not q.name.startswith("."))
+            kept = [(q, k) for q in files if (k := _kind(q)) not in (None, "csv")]
+            if len(kept) < len(files):
+                log.info("folder '%s': %d of %d files are not inputs (kept .npy, images, DICOM) and were skipped",
+                         p, len(files) - len(kept), len(files))
+            if not kept:
+                raise InputError(f"folder '{p}' has no input files (expected .npy cines, PNG/JPEG/BMP/TIFF frames "
+                                 f"or DICOM files{'' if recursive else '; sub-folders are not searched'})")
+            found.extend(kept)
+        elif p.is_file():
+            k = _kind(p)
+            if k is None:
+                raise InputError(f"input '{p}' is not a supported file (expected a cine .npy, a PNG/JPEG/BMP/TIFF "
+                                 f"frame, a DICOM file, a folder of them, or the study CSV)")
+            found.append((p, k))
+        else:
+            raise InputError(f"input '{p}' does not exist")
+    ids = _unique_ids([p for p, _ in found])
+    return [InputSource(p, k, i) for (p, k), i in zip(found, ids)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading one source
+
+
+def _select(path: Path, n: int, spec: FrameSpec, read, fps: Optional[float] = None
+            ) -> Iterator[Tuple[int, np.ndarray, str]]:
+    """Frames ``spec`` of a source with ``n`` frames; ``read(indices)`` yields ``(k, uint8 image)``."""
+    if spec == "all":
+        for k, img in read(None):
+            yield k, img, "all"
+    elif spec == "best":
+        if n == 1:
+            k, img = next(iter(read([0])))
+            yield k, img, "best"
+            return
+        k, _ = best_frame(read(None), fps)
+        for k2, img in read([k]):
+            yield k2, img, "best"
+    else:
+        _check_indices(path, spec, n)
+        for k, img in read(spec):
+            yield k, img, "list"
+
+
+def _cine_reader(path: Path):
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        arr = None
+    if arr is not None and arr.ndim == 2:
+        raise InputError(f"cine '{path}' has shape {tuple(arr.shape)}, one 2-D frame, not a cine; expected "
+                         f"(T, H, W) or (T, H, W, C). Save a single frame as PNG, or as a one-frame cine with "
+                         f"np.save(path, frame[None])")
+    try:
+        n = int(open_cine(path).shape[0])
+    except CineError as e:
+        raise InputError(str(e)) from None
+
+    def read(indices):
+        for k in (range(n) if indices is None else indices):
+            try:
+                yield int(k), to_gray_uint8(read_frame(path, k))
+            except CineError as e:
+                raise InputError(f"cine '{path}' frame {k}: {e}") from None
+
+    return n, read
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    try:
+        arr = np.asarray(iio.imread(path))
+    except Exception as e:  # imageio / Pillow raise many types for a broken file
+        raise InputError(f"image '{path}' cannot be read: {type(e).__name__}: {e}") from None
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        raise InputError(f"image '{path}' decodes to shape {arr.shape}; expected one frame (H, W) or (H, W, C) "
+                         f"- a multi-page file is a cine: save it as .npy (T, H, W) or DICOM")
+    try:
+        return to_gray_uint8(arr)
+    except CineError as e:
+        raise InputError(f"image '{path}': {e}") from None
+
+
+def _override(cli_angles: Optional[Angles], cli_mm: Optional[float], angles: Optional[Angles], angles_src: str,
+              mm: Optional[float], mm_src: str) -> Tuple[Optional[Angles], str, Optional[float], str]:
+    if cli_angles is not None:
+        angles, angles_src = cli_angles, "cli"
+    elif angles is None:
+        angles_src = "unknown"
+    if cli_mm is not None:
+        mm, mm_src = cli_mm, "cli"
+    elif mm is None:
+        mm_src = "unknown"
+    return angles, angles_src, mm, mm_src
+
+
+_CSV_COLUMNS = ("cine_path", "frame_index", "contours_path", "mm_per_pixel")  # what inference reads
+
+
+def _csv_row_view(r, cells: Dict[str, str]) -> Tuple[Optional[Angles], str, Optional[float], str, List[tuple]]:
+    """View angles and spacing of one parsed study-CSV row (its cine and frame checked too):
+    ``(angles, angles_source, mm_per_pixel, spacing_source, [(column, problem)])``."""
+    from .cine import cine_info
+    from .layout import DataLayoutError, load_contours, parse_view_angles
+
+    problems: List[tuple] = []
+    try:
+        n = cine_info(r.cine_path).n_frames
+        if r.frame_index >= n:
+            problems.append(("frame_index", f"{r.frame_index} is out of range for cine '{cells['cine_path']}' with "
+                                            f"{n} frames (valid: 0..{n - 1})"))
+    except CineError as e:
+        problems.append(("cine_path", str(e)))
+    angles, a_src = None, "unknown"
+    mm, m_src = r.mm_per_pixel, ("csv" if r.mm_per_pixel is not None else "unknown")
+    if r.contours_path is None or problems:
+        return angles, a_src, mm, m_src, problems
+    if not r.contours_path.is_file():
+        return angles, a_src, mm, m_src, [("contours_path", f"file '{cells.get('contours_path')}' does not exist")]
+    try:
+        contours = load_contours(r.contours_path)
+        va = parse_view_angles(contours, cells.get("contours_path", ""), require=False)
+    except DataLayoutError as e:
+        return angles, a_src, mm, m_src, [("contours_path", str(e))]
+    if va is not None:
+        angles, a_src = (va["primary"], va["secondary"]), "contours"
+    c_mm = contours.get("mm_per_pixel")  # the synthetic generator writes it; study exports may
+    if mm is None and isinstance(c_mm, (int, float)) and math.isfinite(c_mm) and c_mm > 0:
+        mm, m_src = float(c_mm), "contours"
+    return angles, a_src, mm, m_src, problems
+
+
+def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]
+              ) -> Iterator[InputFrame]:
+    """The study CSV's frames, one per distinct (cine, frame_index); every row is checked before the
+    first frame is read, and the rows' problems are raised together (the first shown)."""
+    from .layout import DataLayoutError, RowError, RowProblem, parse_row, read_csv_rows
+
+    csv_path = source.path
+    if spec != "all":
+        raise InputError(f"study CSV '{csv_path}': its frames are the rows' frame_index; frames={spec!r} applies "
+                         f"to cines, images and DICOM files (run the CSV without --frames)")
+    try:
+        rows = read_csv_rows(csv_path)
+    except DataLayoutError as e:
+        raise InputError(str(e)) from None
+    base = csv_path.resolve().parent
+    problems: List[RowProblem] = []
+    groups: Dict[Tuple[Path, int], dict] = {}
+    for row, line, cells in rows:
+        r, probs = parse_row(cells, row, line, base)
+        probs = [p for p in probs if p.column in _CSV_COLUMNS]
+        if probs:
+            problems.extend(probs)
+            continue
+        angles, a_src, mm, m_src, found = _csv_row_view(r, cells)
+        if not found:
+            g = groups.setdefault((r.cine_path.resolve(), r.frame_index), {
+                "cine": r.cine_path, "rows": [], "view": (angles, a_src, mm, m_src)})
+            if _differ(g["view"][0], angles) or _differ(g["view"][2], mm):
+                found = [("contours_path", f"names the same frame ({cells['cine_path']} frame {r.frame_index}) as "
+                                           f"row {g['rows'][0]} with other view angles or mm_per_pixel ({angles}, {mm} "
+                                           f"vs {g['view'][0]}, {g['view'][2]}); one frame has one view")]
+            else:
+                g["rows"].append(row)
+        problems.extend(RowProblem(row, line, column, message, r.patient_id) for column, message in found)
+    if problems:
+        raise InputError(str(RowError(csv_path, problems)).replace("\n", " "))
+    cines = list(dict.fromkeys(cine for cine, _ in groups))
+    id_of = dict(zip(cines, _unique_ids(cines)))
+    for (cine, k), g in groups.items():
+        angles, a_src, mm, m_src = _override(cli_angles, cli_mm, *g["view"])
+        n, read = _cine_reader(g["cine"])
+        for _, img in read([k]):
+            yield InputFrame(img, g["cine"], k, n, angles, a_src, mm, m_src, id_of[cine], "csv", "csv",
+                             csv_rows=tuple(g["rows"]))
+
+
+def _differ(a, b) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return bool(np.max(np.abs(np.subtract(a, b))) > 1e-6 * max(1.0, float(np.max(np.abs(a)))))
+
+
+def iter_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
+                angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None
+                ) -> Iterator[InputFrame]:
+    """The frames ``frames`` of one source as :class:`InputFrame`, read one at a time. ``angles`` /
+    ``mm_per_pixel`` override what the file says. Raises :class:`InputError` (a DataError)."""
+    spec = _frames(frames)
+    cli_angles, cli_mm = parse_angles(angles), _check_mm(mm_per_pixel)
+    try:
+        yield from _iter_source(source, spec, cli_angles, cli_mm)
+    except DicomError as e:
+        raise InputError(str(e)) from None
+
+
+def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]
+                 ) -> Iterator[InputFrame]:
+    path, kind = source.path, source.kind
+    if kind == "csv":
+        yield from _iter_csv(source, spec, cli_angles, cli_mm)
+        return
+    fps = None
+    if kind == "dicom":
+        header = read_dicom_header(path, read_angles=cli_angles is None, read_spacing=cli_mm is None)
+        n, fps = header.n_frames, header.fps
+        file_angles, file_mm = header.view_angles, header.mm_per_pixel
+        a_src, m_src = "dicom", f"dicom:{header.spacing_source}"
+
+        def read(indices):
+            return iter_dicom_frames(header, indices)
+    elif kind == "cine":
+        n, read = _cine_reader(path)
+        file_angles, file_mm, a_src, m_src = None, None, "unknown", "unknown"
+    elif kind == "image":
+        n, file_angles, file_mm, a_src, m_src = 1, None, None, "unknown", "unknown"
+
+        def read(indices):
+            for k in (range(1) if indices is None else indices):
+                yield int(k), _read_image(path)
+    else:
+        raise ValueError(f"unknown input kind {kind!r}; expected one of {KINDS}")
+    va, a_src, mm, m_src = _override(cli_angles, cli_mm, file_angles, a_src, file_mm, m_src)
+    for k, img, how in _select(path, n, spec, read, fps):
+        yield InputFrame(img, path, k, n, va, a_src, mm, m_src, source.input_id, kind, how, fps)
+
+
+# --------------------------------------------------------------------------------------------------
+# Many sources
+
+
+def _progress(sources: List[InputSource], enabled: bool) -> Iterator[InputSource]:
+    """Sources with a progress display on stderr: tqdm when installed, else a line every few files."""
+    if not enabled or len(sources) < 2:
+        yield from sources
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        t0 = time.perf_counter()
+        for i, s in enumerate(sources):
+            if i % _PROGRESS_EVERY == 0:
+                print(f"  inputs: {i}/{len(sources)} files, {time.perf_counter() - t0:.1f} s", file=sys.stderr,
+                      flush=True)
+            yield s
+        print(f"  inputs: {len(sources)}/{len(sources)} files, {time.perf_counter() - t0:.1f} s", file=sys.stderr,
+              flush=True)
+        return
+    yield from tqdm(sources, desc="inputs", unit="file", file=sys.stderr)
+
+
+def iter_inputs(paths: Union[PathLike, Sequence[PathLike]], frames: Union[str, Sequence[int]] = "all",
+                angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None,
+                recursive: bool = False, progress: bool = False) -> Iterator[InputFrame]:
+    """Every selected frame of every input in ``paths``, lazily (one frame in memory at a time unless
+    the caller keeps them). Stops at the first bad input with :class:`InputError`; a caller that
+    wants to skip bad files iterates :func:`find_inputs` and :func:`iter_source` itself."""
+    spec = _frames(frames)
+    cli_angles, cli_mm = parse_angles(angles), _check_mm(mm_per_pixel)
+    for source in _progress(find_inputs(paths, recursive), progress):
+        yield from iter_source(source, spec, cli_angles, cli_mm)
+
+
+def read_input(path: PathLike, frames: Union[str, Sequence[int]] = "all",
+               angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None,
+               input_id: Optional[str] = None) -> List[InputFrame]:
+    """The selected frames of one input (file, folder or study CSV) as a list. ``input_id`` replaces
+    the file stem of a single-file input and prefixes the ids of a folder's or a CSV's inputs."""
+    out = list(iter_inputs(path, frames, angles, mm_per_pixel))
+    if input_id is None:
+        return out
+    single = Path(path).is_file() and _kind(Path(path)) != "csv"
+    return [replace(f, input_id=input_id if single else f"{input_id}_{f.input_id}") for f in out]
+
+
+def describe(frame: InputFrame) -> Dict[str, object]:
+    """The JSON-ready facts of a frame (no pixels): for predictions.json's per-image record."""
+    return {
+        "input": str(frame.source), "input_id": frame.input_id, "kind": frame.kind, "frame_index": frame.frame_index,
+        "n_frames": frame.n_frames, "selection": frame.selection, "height": int(frame.image.shape[0]),
+        "width": int(frame.image.shape[1]),
+        "view_angles": None if frame.view_angles is None else {"primary": frame.view_angles[0],
+                                                               "secondary": frame.view_angles[1]},
+        "angles_source": frame.angles_source, "mm_per_pixel": frame.mm_per_pixel,
+        "spacing_source": frame.spacing_source, "csv_rows": list(frame.csv_rows),
+    }
+
