@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional, Sequence
 
 from sam3_angio.errors import DataError
 
@@ -24,9 +24,9 @@ SECONDARY_LIMIT = 90.0  # |CRA/CAU| in degrees
 _SIGNS = {"primary": ("LAO positive", PRIMARY_LIMIT), "secondary": ("cranial positive", SECONDARY_LIMIT)}
 
 
-@dataclass(frozen=True)
-class ViewAngles:
-    """The C-arm angles of one frame, in degrees (primary LAO+/RAO-, secondary CRA+/CAU-)."""
+class ViewAngles(NamedTuple):
+    """The C-arm angles of one frame, in degrees (primary LAO+/RAO-, secondary CRA+/CAU-). A named
+    pair: ``ViewAngles(-30, 25) == (-30, 25)``."""
 
     primary: float
     secondary: float
@@ -40,7 +40,7 @@ class ViewAngles:
         return ViewAngles(-self.primary if horizontal else self.primary,
                           -self.secondary if vertical else self.secondary)
 
-    def __str__(self) -> str:
+    def describe(self) -> str:
         p = f"{'LAO' if self.primary >= 0 else 'RAO'} {abs(self.primary):g}"
         s = f"{'CRA' if self.secondary >= 0 else 'CAU'} {abs(self.secondary):g}"
         return f"{p} / {s}"
@@ -59,7 +59,7 @@ def check_angle(key: str, value: Any, where: str, label: Optional[str] = None) -
         raise DataError(f"{where}: {label} is {value!r}; expected a number of degrees ({sign})") from None
     if not math.isfinite(v):
         kind = "NaN" if math.isnan(v) else "infinite"
-        raise DataError(f"{where}: {label} is {value!r} ({kind} angle); expected degrees ({sign}), "
+        raise DataError(f"{where}: {label} is {value!r} ({kind} angle); not finite: expected degrees ({sign}), "
                         f"or \"view_angles\": null if unknown")
     if abs(v) > limit:
         raise DataError(f"{where}: {label} = {v:g} is outside -{limit:g}..{limit:g} degrees ({sign})")
@@ -68,12 +68,14 @@ def check_angle(key: str, value: Any, where: str, label: Optional[str] = None) -
 
 def parse_view_angles(value: Any, where: str) -> Optional[ViewAngles]:
     """``{"primary": deg, "secondary": deg}`` (a COCO image record's or contours JSON's ``view_angles``)
-    -> ViewAngles; ``None`` -> None (unknown). Anything else, a missing, non-finite or out-of-range
+    or a (primary, secondary) pair -> ViewAngles; ``None`` -> None (unknown). Anything else, a missing, non-finite or out-of-range
     angle: a DataError naming ``where``."""
     if value is None:
         return None
     if isinstance(value, ViewAngles):
         return value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = {"primary": value[0], "secondary": value[1]}
     if not isinstance(value, Mapping):
         raise DataError(f"{where}: view_angles is {value!r}; expected {{\"primary\": degrees LAO+, "
                         f"\"secondary\": degrees CRA+}} or null for unknown")

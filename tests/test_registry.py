@@ -9,6 +9,7 @@ import types
 import pytest
 
 from sam3_angio import registry
+from sam3_angio.errors import ConfigError
 
 
 def test_registry_registers_at_definition_and_suggests():
@@ -19,7 +20,7 @@ def test_registry_registers_at_definition_and_suggests():
         """One line."""
 
     assert reg.get("ViewThing") is ViewThing
-    with pytest.raises(KeyError, match="Did you mean 'ViewThing'"):
+    with pytest.raises(ConfigError, match="Did you mean 'ViewThing'"):
         reg.get("ViewThng")
     assert reg.summaries()[0][2] == "One line."
 

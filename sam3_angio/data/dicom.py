@@ -53,6 +53,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DataError
+from ..view_angles import ViewAngles, check_angle
 from .cine import CineError, to_gray_uint8
 
 PathLike = Union[str, Path]
@@ -82,7 +83,7 @@ class DicomHeader:
     bits_stored: int
     rescale_slope: float
     transfer_syntax: str  # its name, e.g. "Explicit VR Little Endian"
-    view_angles: Optional[Tuple[float, float]]  # (primary LAO+/RAO-, secondary CRA+/CAU-) degrees
+    view_angles: Optional[ViewAngles]  # (primary LAO+/RAO-, secondary CRA+/CAU-) degrees
     mm_per_pixel: Optional[float]  # at the isocenter
     spacing_source: str  # the rule used (see the module docstring) or "unknown"
     fps: Optional[float] = None  # RecommendedDisplayFrameRate, CineRate or 1000 / FrameTime
@@ -141,20 +142,16 @@ def _numbers(path: Path, keyword: str, value: Any) -> Tuple[float, ...]:
     return out
 
 
-def _view_angles(path: Path, ds: Any) -> Optional[Tuple[float, float]]:
+def _view_angles(path: Path, ds: Any) -> Optional[ViewAngles]:
     raw = {k: _lookup(ds, k, path) for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle")}
     if any(v is None for v in raw.values()):
         return None
-    out = []
-    for (keyword, value), limit, sign in zip(raw.items(), (180.0, 90.0), ("LAO+/RAO-", "CRA+/CAU-")):
-        (angle,) = _numbers(path, keyword, value)[:1]
-        if abs(angle) > limit:
-            raise DicomError(
-                f"DICOM '{path}': {keyword} = {angle:g} is outside -{limit:g}..{limit:g} degrees "
-                f"({sign}); fix the header or pass the angles on the command line (--angles)"
-            )
-        out.append(angle)
-    return (out[0], out[1])
+    where = f"DICOM '{path}'"
+    try:
+        return ViewAngles(*(check_angle(key, _numbers(path, tag, value)[0], where, label=tag)
+                            for key, (tag, value) in zip(("primary", "secondary"), raw.items())))
+    except DataError as e:
+        raise DicomError(f"{e}; fix the header or pass the angles on the command line (--angles)") from None
 
 
 def _spacing(path: Path, keyword: str, value: Any) -> float:

@@ -54,12 +54,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DataError
+from ..view_angles import ViewAngles, parse_angles_text, parse_view_angles
 from .cine import CineError, open_cine, read_frame, to_gray_uint8
 from .dicom import DICOM_SUFFIXES, DicomError, is_dicom, iter_dicom_frames, read_dicom_header
 from .frame_selection import FrameSpec, FrameSpecError, best_frame, parse_frames
 
 PathLike = Union[str, Path]
-Angles = Tuple[float, float]
+Angles = ViewAngles
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +117,17 @@ class InputSource:
 
 
 def parse_angles(text: Union[str, Sequence[float], None], what: str = "--angles") -> Optional[Angles]:
-    """``"PRIMARY,SECONDARY"`` degrees (or a pair) -> ``(primary, secondary)``, checked: finite,
-    |primary| <= 180 (LAO+), |secondary| <= 90 (CRA+). None stays None. On a command line a negative
-    first angle needs ``--angles=-30,20`` (argparse reads ``-30,20`` as an option)."""
+    """``"PRIMARY,SECONDARY"`` degrees (or a pair) -> ViewAngles, checked by the one view-angle parser
+    (``sam3_angio.view_angles``). None stays None. On a command line a negative first angle needs
+    ``--angles=-30,20`` (argparse reads ``-30,20`` as an option)."""
     if text is None:
         return None
     try:
-        parts = [float(p) for p in text.split(",")] if isinstance(text, str) else [float(p) for p in text]
-    except (TypeError, ValueError):
-        parts = []
-    if len(parts) != 2:
-        raise InputError(f"{what} {text!r}: expected PRIMARY,SECONDARY in degrees (LAO+/RAO-, CRA+/CAU-), "
-                         f"e.g. -30,25 for RAO 30 CRA 25")
-    for value, limit, name in zip(parts, (180.0, 90.0), ("primary (LAO+/RAO-)", "secondary (CRA+/CAU-)")):
-        if not math.isfinite(value) or abs(value) > limit:
-            raise InputError(f"{what} {text!r}: the {name} angle {value:g} is outside -{limit:g}..{limit:g} "
-                             f"degrees")
-    return (parts[0], parts[1])
+        if isinstance(text, str):
+            return parse_angles_text(text, what)
+        return parse_view_angles(tuple(text), what)
+    except DataError as e:
+        raise InputError(str(e)) from None
 
 
 def _check_mm(mm_per_pixel: Optional[float], what: str = "--mm-per-pixel") -> Optional[float]:
@@ -319,7 +314,7 @@ def _csv_row_view(r, cells: Dict[str, str]) -> Tuple[Optional[Angles], str, Opti
     """View angles and spacing of one parsed study-CSV row (its cine and frame checked too):
     ``(angles, angles_source, mm_per_pixel, spacing_source, [(column, problem)])``."""
     from .cine import cine_info
-    from .layout import DataLayoutError, load_contours, parse_view_angles
+    from .layout import DataLayoutError, contours_view_angles, load_contours
 
     problems: List[tuple] = []
     try:
@@ -337,11 +332,11 @@ def _csv_row_view(r, cells: Dict[str, str]) -> Tuple[Optional[Angles], str, Opti
         return angles, a_src, mm, m_src, [("contours_path", f"file '{cells.get('contours_path')}' does not exist")]
     try:
         contours = load_contours(r.contours_path)
-        va = parse_view_angles(contours, cells.get("contours_path", ""), require=False)
+        va = contours_view_angles(contours, cells.get("contours_path", ""), require=False)
     except DataLayoutError as e:
         return angles, a_src, mm, m_src, [("contours_path", str(e))]
     if va is not None:
-        angles, a_src = (va["primary"], va["secondary"]), "contours"
+        angles, a_src = ViewAngles(va["primary"], va["secondary"]), "contours"
     c_mm = contours.get("mm_per_pixel")  # the synthetic generator writes it; study exports may
     if mm is None and isinstance(c_mm, (int, float)) and math.isfinite(c_mm) and c_mm > 0:
         mm, m_src = float(c_mm), "contours"
@@ -498,8 +493,7 @@ def describe(frame: InputFrame) -> Dict[str, object]:
         "input": str(frame.source), "input_id": frame.input_id, "kind": frame.kind, "frame_index": frame.frame_index,
         "n_frames": frame.n_frames, "selection": frame.selection, "height": int(frame.image.shape[0]),
         "width": int(frame.image.shape[1]),
-        "view_angles": None if frame.view_angles is None else {"primary": frame.view_angles[0],
-                                                               "secondary": frame.view_angles[1]},
+        "view_angles": None if frame.view_angles is None else frame.view_angles.to_dict(),
         "angles_source": frame.angles_source, "mm_per_pixel": frame.mm_per_pixel,
         "spacing_source": frame.spacing_source, "csv_rows": list(frame.csv_rows),
     }

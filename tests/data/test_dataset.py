@@ -49,8 +49,8 @@ def test_angles_and_unknown_angles_reach_the_batch(tmp_path):
     ds, collate = _dataset(paths)
     batch = collate([ds[0], ds[1]])["all"]
     rec = json.loads(open(paths["train_json"]).read())["images"][0]["view_angles"]
-    assert batch.view_known.tolist() == [True, False]
-    assert torch.allclose(batch.view_angles[0], torch.tensor([rec["primary"], rec["secondary"]]))
+    assert batch.views.known.tolist() == [True, False]
+    assert torch.allclose(batch.views.angles[0], torch.tensor([rec["primary"], rec["secondary"]]))
 
 
 def test_nan_angle_fails_at_start_naming_the_image(tmp_path):
