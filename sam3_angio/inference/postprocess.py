@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
+from sam3_angio.cass import CASS_BY_ID, cass_name
 from sam3_angio.inference.naming import check_rule, name_probabilities
+
+
+def _cass_name_or_id(category_id: int) -> str:
+    return CASS_BY_ID[category_id].name if category_id in CASS_BY_ID else str(category_id)
 
 
 def _rle(masks: torch.Tensor) -> List[dict]:
@@ -121,13 +126,13 @@ def predict_instances(
         for i in order:
             rec = {"image_id": int(image_id), "category_id": int(cat_list[i]), "score": float(final_score[i]),
                    "bbox": [round(float(v), 2) for v in xywh[i]],
-                   "cass_name": categories.get(int(cat_list[i]), str(cat_list[i])),
+                   "cass_name": categories.get(int(cat_list[i])) or _cass_name_or_id(int(cat_list[i])),
                    "query_category_id": int(query_cat[i]), "detection_score": float(score[i])}
             if rles[i] is not None:
                 rec["segmentation"] = rles[i]
                 rec["area"] = int(areas[i])
-            if p is not None:
-                rec["cass_probs"] = {categories.get(c, str(c)): round(float(v), 4) for c, v in zip(class_ids, p[i].tolist())}
+            if p is not None:  # the head's classes are CASS numbers: named from the CASS table
+                rec["cass_probs"] = {cass_name(c): round(float(v), 4) for c, v in zip(class_ids, p[i].tolist())}
             records.append(rec)
         out[int(image_id)] = records
     return out

@@ -1,5 +1,6 @@
-"""The trainer meter: sam3's PostProcessImage and PredictionDumper feed AngioCocoMeter, which returns
-bbox/segm AP and per-class AP (the numbers tools/eval.py gives) and writes metrics.json."""
+"""The trainer's validation meter: model outputs go through the inference postprocessing into
+AngioValMeter, which returns bbox/segm AP, per-class AP and naming (the numbers tools/eval.py gives)
+and writes metrics.json - with no prediction file read back."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from sam3_angio.evaluation import AngioCocoEvaluator, AngioCocoMeter, evaluate_files
+from sam3_angio.evaluation import AngioValMeter, evaluate_files
 from sam3_angio.evaluation.synthetic import synthetic_coco
 
 torch.set_num_threads(1)
@@ -55,13 +56,11 @@ def _model_outputs(gt: dict):
     return SAM3Output([[outputs]], iter_mode=SAM3Output.IterMode.LAST_STEP_PER_STAGE), [meta]
 
 
-def _postprocessor(**kw):
-    from sam3.eval.postprocessors import PostProcessImage
+class _Batch:
+    """What the meter reads of a batch: the image of each text query (one image per query here)."""
 
-    args = dict(max_dets_per_img=100, iou_type="segm", use_original_ids=True, use_original_sizes_box=True,
-                use_original_sizes_mask=True, convert_mask_to_rle=False, always_interpolate_masks_on_gpu=False)
-    args.update(kw)
-    return PostProcessImage(**args)
+    def __init__(self, n_queries: int):
+        self.find_inputs = [type("FindInput", (), {"img_ids": torch.arange(n_queries)})()]
 
 
 def test_meter_reports_bbox_segm_and_per_class_ap_like_the_tool(tmp_path, caplog):
@@ -69,13 +68,14 @@ def test_meter_reports_bbox_segm_and_per_class_ap_like_the_tool(tmp_path, caplog
     gt_path = tmp_path / "gt.json"
     gt_path.write_text(json.dumps(gt))
     dump = tmp_path / "dumps"
-    meter = AngioCocoMeter(dump_dir=str(dump), postprocessor=_postprocessor(), gt_path=str(gt_path))
+    meter = AngioValMeter(gt_path=str(gt_path), out_dir=str(dump))
     stages, metas = _model_outputs(gt)
-    meter.update(find_stages=stages, find_metadatas=metas, model=None, batch=None, key="val")
+    meter.update(find_stages=stages, find_metadatas=metas, model=None, batch=_Batch(len(metas[0].original_image_id)),
+                 key="val")
     with caplog.at_level(logging.INFO):
         out = meter.compute_synced()
 
-    pred_file = dump / "coco_predictions_segm.json"
+    pred_file = dump / "predictions.json"
     assert pred_file.is_file() and (dump / "metrics.json").is_file()
     # every value is a finite float: what the trainer's TensorBoard logger takes
     assert all(isinstance(v, float) and np.isfinite(v) for v in out.values())
@@ -84,7 +84,8 @@ def test_meter_reports_bbox_segm_and_per_class_ap_like_the_tool(tmp_path, caplog
     # "mid/distal LCX": a slash would split the trainer's and TensorBoard's tag
     assert "per_class.mid_distal LCX.bbox.AP" in out and not any("/" in k for k in out)
     assert out["dice"] == 1.0 and out["arcade_f1"] == 1.0
-    # the same numbers as tools/eval.py on the dumped file, and as COCOeval called directly
+    assert out["cass.naming_top1"] == 1.0 and out["cass.naming_match_rate"] == 1.0
+    # the same numbers as tools/eval.py on the predictions, and as COCOeval called directly
     tool = evaluate_files(str(gt_path), str(pred_file))
     assert {k: tool[k] for k in out} == out
     with contextlib.redirect_stdout(io.StringIO()):
@@ -97,17 +98,11 @@ def test_meter_reports_bbox_segm_and_per_class_ap_like_the_tool(tmp_path, caplog
     assert "per class" in log_text and "proximal RCA" in log_text and "segm AP" in log_text
 
 
-def test_meter_refuses_a_bbox_postprocessor_for_mask_metrics(tmp_path):
-    with pytest.raises(ValueError, match="iou_type: segm"):
-        AngioCocoMeter(dump_dir=str(tmp_path), postprocessor=_postprocessor(iou_type="bbox"), gt_path="gt.json")
-
-
-def test_pred_file_evaluator_keeps_validation_going_on_an_empty_dump(tmp_path, caplog):
+def test_meter_keeps_validation_going_when_nothing_is_predicted(tmp_path, caplog):
     gt = synthetic_coco(2, cat_ids=(1,), size=16, seed=1)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "coco_predictions_segm.json").write_text("[]")
-    ev = AngioCocoEvaluator(str(tmp_path / "gt.json"))
+    meter = AngioValMeter(gt_path=str(tmp_path / "gt.json"), out_dir=str(tmp_path / "out"))
     with caplog.at_level(logging.WARNING):
-        out = ev.evaluate(tmp_path / "coco_predictions_segm.json")
+        out = meter.evaluate([])
     assert out["segm.AP"] == 0.0 and "nothing was predicted" in caplog.text
-    assert (tmp_path / "metrics_history.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "out" / "metrics_history.jsonl").read_text().count("\n") == 1
