@@ -4,6 +4,7 @@ disk as a new angiogram would be, its view angles from its image record, named b
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -35,17 +36,26 @@ def read_split_image(path: str) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
+def _read_coco(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read the ground truth {path}: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(f"{path}: expected a COCO file with an 'images' list")
+    return data
+
+
 def predict_split(predictor: Predictor, gt_json: str, images_dir: str, limit: Optional[int] = None,
                   progress: bool = True) -> List[dict]:
     """Named instances (COCO results) of every image of ``gt_json``, in its image order, asking the text
     queries of its categories (as validation does)."""
-    from sam3_angio.evaluation.ground_truth import read_json
-
     for path, kind in ((gt_json, "annotations"), (images_dir, "images folder")):
         if not os.path.exists(path):
             raise DataError(f"{kind} not found at {path} (convert the data first, or pass overrides such as "
                             f"paths.data_root=...)")
-    gt = read_json(gt_json, "ground truth")
+    gt = _read_coco(gt_json)
     records = gt["images"][: limit or None]
     categories = [(int(c["id"]), str(c["name"])) for c in gt.get("categories", [])]  # the queries validation asks
     results: List[dict] = []

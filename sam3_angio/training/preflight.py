@@ -15,6 +15,7 @@ from typing import Any, List, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from sam3_angio import registry
+from sam3_angio.errors import ConfigError
 
 
 @dataclass
@@ -95,6 +96,17 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
             locate(target)
         except (ImportError, AttributeError) as e:
             report.errors.append(f"{key} = {target!r} cannot be imported ({e}).{suggest(target)}")
+
+    # Parts built by registered name inside the model (not _target_ paths): each name must be known.
+    for key, reg in (("model.view.encoder", registry.VIEW_ENCODERS), ("model.cass_head", registry.HEADS)):
+        spec = OmegaConf.select(cfg, key)
+        if spec is None:
+            continue
+        name = spec if isinstance(spec, str) else spec.get("name")
+        try:
+            reg.get(name)
+        except ConfigError as e:
+            report.errors.append(f"{key}: {e}")
 
     def need(key: str, kind: str = "file", generated: bool = False) -> None:
         value = OmegaConf.select(cfg, key)
