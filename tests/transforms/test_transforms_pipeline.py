@@ -25,7 +25,7 @@ from sam3_angio.data.dataset import AngioImageDataset
 from sam3_angio.transforms import apply_affine, dropped_object_counts, reset_dropped_object_counts
 from sam3_angio.transforms.targets import box_from_mask
 
-DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "transforms.md")
+DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "transforms.md")
 RES = 112
 H, W = 80, 96  # non-square frames
 ANGLES = {1: (30.0, -20.0), 2: (-35.0, 25.0)}
