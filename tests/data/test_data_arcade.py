@@ -16,7 +16,7 @@ from pycocotools import mask as mask_util
 from sam3_angio.data.arcade import ArcadeImportError, import_arcade
 from sam3_angio.data.coco_io import decode_segmentation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARCADE = ROOT.parent / "shared" / "data" / "arcade"
 if not ARCADE.is_dir():
     ARCADE = Path("/work/shared/data/arcade")

@@ -19,7 +19,7 @@ from sam3_angio.data.coco_convert import convert_csv_to_coco
 from sam3_angio.data.coco_io import decode_segmentation
 from sam3_angio.data.masks import read_mask, resize_nearest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(out: Path, split: str) -> dict:

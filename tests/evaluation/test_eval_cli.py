@@ -15,7 +15,7 @@ from PIL import Image
 from sam3_angio.evaluation.predictions import IGNORE_REASONS
 from sam3_angio.evaluation.synthetic import jittered_predictions, synthetic_coco
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "eval.py"
 
 
