@@ -18,6 +18,8 @@ from sam3_angio.evaluation.perturb import gt_as_predictions
 from sam3_angio.evaluation.synthetic import jittered_predictions, synthetic_coco
 
 ARCADE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arcade"
+if not ARCADE.is_dir():  # a worktree outside /work/main
+    ARCADE = Path("/work/shared/data/arcade")
 PER_CLASS_INDEX = {"AP": 0, "AP50": 1, "AP75": 2, "AR100": 8}
 
 
