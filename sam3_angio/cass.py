@@ -136,15 +136,25 @@ def coco_categories(ids: Optional[Sequence[int]] = None) -> List[dict]:
 def inverse_frequency_weights(
     ids: Optional[Sequence[int]] = None, counts: Optional[Dict[int, int]] = None
 ) -> List[float]:
-    """Class weights ``w_c = N / (K * n_c)`` (mean 1 over the K classes), from the study counts by
-    default; a class with no samples gets the largest weight seen."""
+    """Class weights ``w_c = N / (K * n_c)`` over the K classes ``ids``, from the study counts by default.
+
+    scikit-learn's ``compute_class_weight("balanced")`` gives ``N / (K' n_c)`` over the K' classes that
+    have samples (it refuses a class without any); its weights are scaled by ``K' / K`` to count every
+    class of the set. A class with no samples gets the largest weight seen (the rarest class's), so a
+    class absent from the counts is still learnt rather than ignored; no samples at all -> all 1.
+    """
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight  # slow to import; only needed here
+
     ids = class_ids(ids)
     counts = STUDY_COUNTS if counts is None else counts
-    n = [max(0, int(counts.get(i, 0))) for i in ids]
-    total = sum(n)
-    if total == 0:
+    n = {i: max(0, int(counts.get(i, 0))) for i in ids}
+    present = [i for i in ids if n[i] > 0]
+    if not present:
         return [1.0] * len(ids)
-    k = len(ids)
-    w = [total / (k * c) if c > 0 else 0.0 for c in n]
-    wmax = max(w)
-    return [x if x > 0 else wmax for x in w]
+    w = compute_class_weight(
+        "balanced", classes=np.array(present), y=np.array(present), sample_weight=[n[i] for i in present]
+    ) * (len(present) / len(ids))
+    by_id = dict(zip(present, w.tolist()))
+    wmax = max(by_id.values())
+    return [by_id.get(i, wmax) for i in ids]

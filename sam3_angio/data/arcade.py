@@ -7,7 +7,9 @@ X-Ray Angiography Images", Scientific Data 11 (2024), doi:10.1038/s41597-023-028
 ``cass``: SYNTAX segment names ("1".."16c") -> CASS ids through ``sam3_angio.cass.SYNTAX_TO_CASS``;
 segments without a CASS counterpart or outside the class set (default: the study's 14) are dropped
 and counted per SYNTAX class. ``stenosis``: the single "stenosis" category -> id 1. Polygons become
-RLE; view angles are unknown (``null``): ARCADE records none.
+RLE after the checks of ``data/polygons.py`` (a polygon they refuse, or an image that does not decode,
+is an error naming the annotation or image, raised before anything is written); view angles are
+unknown (``null``): ARCADE records none.
 """
 
 from __future__ import annotations
@@ -52,11 +54,41 @@ def _link_or_copy(src: Path, dst: Path) -> str:
         return "copied"
 
 
-def _polygons(segm) -> List[List[float]]:
-    """Valid polygons (>= 3 points) of an annotation's segmentation, or [] if none."""
-    if not isinstance(segm, list):
-        return []
-    return [list(map(float, p)) for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
+def _check_image(path: Path, im: dict, coco_json: Path) -> None:
+    """The image opens, passes PIL's ``verify`` and has the recorded size.
+
+    ``verify`` reads every chunk and checks its CRC (a truncated or garbled PNG fails) without
+    decompressing: 0.7 ms a 512 x 512 ARCADE PNG against 10 ms for a full ``load`` (measured).
+    """
+    try:
+        with Image.open(path) as pil:
+            hw = (pil.height, pil.width)
+            pil.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ArcadeImportError(
+            f"image '{path}' (id {im['id']}) of '{coco_json}' cannot be read as an image ({e}); "
+            f"replace the file or remove its image record"
+        ) from None
+    if hw != (int(im["height"]), int(im["width"])):
+        raise ArcadeImportError(
+            f"image '{im['file_name']}' is {hw[0]}x{hw[1]} but '{coco_json}' says {im['height']}x{im['width']}"
+        )
+
+
+def _link_images(imgs: List[dict], images_dir: Path, img_dir: Path):
+    """Link (or copy) every image into ``img_dir``; return the output image records and the how-counts."""
+    img_dir.mkdir(parents=True)
+    out_imgs: List[dict] = []
+    how: Counter = Counter()
+    for im in imgs:
+        dst = img_dir / Path(im["file_name"]).name
+        how[_link_or_copy(images_dir / im["file_name"], dst)] += 1
+        out_imgs.append({
+            "id": im["id"], "file_name": dst.name, "height": int(im["height"]), "width": int(im["width"]),
+            "view_angles": None, "patient_id": None, "phase": None, "vessel_name": None,
+            "cass_segment": None, "source": "ARCADE", "arcade_file_name": im["file_name"],
+        })
+    return out_imgs, how
 
 
 def syntax_mapping(categories: List[dict], class_ids: Sequence[int]) -> "OrderedDict[int, dict]":
@@ -154,11 +186,12 @@ def import_arcade(
         im = by_image.get(a["image_id"])
         if im is None:
             raise ArcadeImportError(f"annotation {a.get('id')} refers to image {a['image_id']}, which '{coco_json}' lacks")
-        polys = _polygons(a.get("segmentation"))
-        if not polys:
+        polys = a.get("segmentation")
+        if not isinstance(polys, list) or not polys:  # no polygon at all: counted, as an empty mask is
             invalid[cid] += 1
             continue
-        rec = rle_from_polygons(polys, int(im["height"]), int(im["width"]))
+        rec = rle_from_polygons(polys, int(im["height"]), int(im["width"]),
+                                where=f"'{coco_json}': annotation {a.get('id')} (image {a['image_id']})")
         if rec["area"] == 0:
             invalid[cid] += 1
             continue
@@ -190,44 +223,36 @@ def import_arcade(
         lines.append(f"  {name:>8} {e['annotations']:>6} {e['mapped']:>6} {e['dropped']:>7}  {e['reason']}")
     text = "\n".join(lines)
 
+    for im in imgs:  # before anything is written: a bad image leaves no output behind
+        _check_image(images_dir / im["file_name"], im, coco_json)
+
     categories = categories_for(task, ids)
-    # One split is one all-or-nothing folder, so train, val and test import into the same root one
-    # after the other (paths.data_root=<root's parent> when <root> is coco_cass / coco_stenosis).
-    with atomic_output_dir(out_dir / split, overwrite=overwrite) as tmp:
-        img_dir = tmp / IMAGES_DIR
-        img_dir.mkdir(parents=True)
-        out_imgs = []
-        how: Counter = Counter()
-        for n, im in enumerate(imgs, start=1):
-            src_file = images_dir / im["file_name"]
-            with Image.open(src_file) as pil:
-                if (pil.height, pil.width) != (int(im["height"]), int(im["width"])):
-                    raise ArcadeImportError(
-                        f"image '{im['file_name']}' is {pil.height}x{pil.width} but '{coco_json}' says "
-                        f"{im['height']}x{im['width']}"
-                    )
-            dst = img_dir / Path(im["file_name"]).name
-            how[_link_or_copy(src_file, dst)] += 1
-            out_imgs.append({
-                "id": im["id"], "file_name": dst.name, "height": int(im["height"]), "width": int(im["width"]),
-                "view_angles": None, "patient_id": None, "phase": None, "vessel_name": None,
-                "cass_segment": None, "source": "ARCADE", "arcade_file_name": im["file_name"],
-            })
-        info = {
-            "description": f"ARCADE {coco_json.parent.name} imported by sam3_angio ({task})",
-            "citation": ARCADE_CITATION, "source_annotations": str(coco_json), "task": task, "split": split,
-            "sam3_angio_version": __version__,
-        }
-        write_split(tmp, out_imgs, out_anns, categories, info)
-        report = {"source": str(coco_json), "task": task, "class_ids": ids if task == "cass" else None,
-                  "n_images": len(imgs), "n_annotations_in": len(anns), "n_annotations_out": len(out_anns),
-                  "per_class": per_class}
-        with open(tmp / f"{MAPPING_REPORT}.json", "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-        (tmp / f"{MAPPING_REPORT}.txt").write_text(text + "\n", encoding="utf-8")
-        write_manifest(tmp, {"kind": MANIFEST_KIND, "task": task, "source": str(coco_json),
-                             "splits": {split: {"n_images": len(out_imgs), "n_annotations": len(out_anns)}},
-                             "categories": categories})
+    info = {
+        "description": f"ARCADE {coco_json.parent.name} imported by sam3_angio ({task})",
+        "citation": ARCADE_CITATION, "source_annotations": str(coco_json), "task": task, "split": split,
+        "sam3_angio_version": __version__,
+    }
+    report = {"source": str(coco_json), "task": task, "class_ids": ids if task == "cass" else None,
+              "n_images": len(imgs), "n_annotations_in": len(anns), "n_annotations_out": len(out_anns),
+              "per_class": per_class}
+    manifest = {"kind": MANIFEST_KIND, "task": task, "source": str(coco_json),
+                "splits": {split: {"n_images": len(imgs), "n_annotations": len(out_anns)}},
+                "categories": categories}
+    created_root = not out_dir.exists()
+    try:
+        # One split is one all-or-nothing folder, so train, val and test import into the same root one
+        # after the other (paths.data_root=<root's parent> when <root> is coco_cass / coco_stenosis).
+        with atomic_output_dir(out_dir / split, overwrite=overwrite) as tmp:
+            out_imgs, how = _link_images(imgs, images_dir, tmp / IMAGES_DIR)
+            write_split(tmp, out_imgs, out_anns, categories, info)
+            with open(tmp / f"{MAPPING_REPORT}.json", "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+            (tmp / f"{MAPPING_REPORT}.txt").write_text(text + "\n", encoding="utf-8")
+            write_manifest(tmp, manifest)
+    except BaseException:
+        if created_root and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # atomic_output_dir made the split folder's parent: leave no empty folder
+        raise
     if progress:
         print(text, flush=True)
         print(f"  images {dict(how)}; wrote {out_dir / split} in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -15,6 +15,8 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from ..cass import coco_categories
+from ..errors import DataError
+from .polygons import PolygonError, polygons_to_rle
 
 PathLike = Union[str, Path]
 
@@ -43,10 +45,17 @@ def rle_from_mask(mask: np.ndarray) -> dict:
     return _finish(rle)
 
 
-def rle_from_polygons(polygons: List[List[float]], height: int, width: int) -> dict:
-    """COCO polygons (pixel coordinates) -> the same record as :func:`rle_from_mask`."""
-    rles = mask_util.frPyObjects(polygons, height, width)
-    return _finish(mask_util.merge(rles))
+def rle_from_polygons(polygons: List[List[float]], height: int, width: int, where: str = "polygons") -> dict:
+    """COCO polygons (pixel coordinates) -> the same record as :func:`rle_from_mask`.
+
+    Checked before pycocotools sees them (:mod:`sam3_angio.data.polygons`); a polygon that fails is a
+    :class:`DataError` whose message starts with ``where`` (the file and the annotation id).
+    """
+    try:
+        rle = polygons_to_rle(polygons, height, width)
+    except PolygonError as e:
+        raise DataError(f"{where}: {e}; fix or remove this annotation") from None
+    return _finish(rle)
 
 
 def _finish(rle: dict) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,36 +23,47 @@ from .ground_truth import GroundTruth, read_json
 def classification_metrics(
     y_true: Sequence[int], y_pred: Sequence[Optional[int]], class_ids: Sequence[int]
 ) -> Dict[str, Any]:
-    """Top-1, balanced accuracy (mean recall over classes present in ``y_true``, as scikit-learn's
-    ``balanced_accuracy_score``) and the confusion matrix (rows = true, columns = predicted, in
-    ``class_ids`` order). A missing prediction (None) or one outside ``class_ids`` counts as wrong and
-    appears in no column (``n_no_prediction`` / ``n_outside_classes``)."""
-    idx = {c: i for i, c in enumerate(class_ids)}
-    k = len(class_ids)
-    conf = np.zeros((k, k), dtype=np.int64)
-    n_none = n_outside = correct = 0
-    for t, p in zip(y_true, y_pred):
-        if t not in idx:
-            raise EvaluationInputError(f"label {t!r} is not one of the classes {list(class_ids)}")
-        if p is None:
-            n_none += 1
-            continue
-        if p not in idx:
-            n_outside += 1
-            continue
-        conf[idx[t], idx[p]] += 1
-        correct += int(p == t)
+    """Top-1, balanced accuracy (mean recall over classes present in ``y_true``) and the confusion matrix
+    (rows = true, columns = predicted, in ``class_ids`` order), computed by scikit-learn
+    (``accuracy_score``, ``balanced_accuracy_score``, ``confusion_matrix(labels=class_ids)``,
+    ``recall_score``).
+
+    A missing prediction (None) or one outside ``class_ids`` counts as wrong and appears in no column
+    (``n_no_prediction`` / ``n_outside_classes``): both become one label outside ``class_ids``, which
+    no true label equals (wrong for top-1 and for its class's recall) and which ``labels=class_ids``
+    leaves out of the confusion matrix.
+    """
+    # scikit-learn takes seconds to import; pay it only when metrics are computed
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
+
+    classes = list(class_ids)
+    known = set(classes)
+    for t in y_true:
+        if t not in known:
+            raise EvaluationInputError(f"label {t!r} is not one of the classes {classes}")
+    n_none = sum(p is None for p in y_pred)
+    n_outside = sum(p is not None and p not in known for p in y_pred)
+    wrong = min(classes, default=0) - 1  # a label that is none of the classes
+    pred = [p if p is not None and p in known else wrong for p in y_pred]
     n = len(y_true)
-    support = np.bincount([idx[t] for t in y_true], minlength=k) if n else np.zeros(k, dtype=np.int64)
-    recalls = [conf[i, i] / support[i] for i in range(k) if support[i] > 0]
+    if n == 0:
+        k = len(classes)
+        return {"top1": None, "balanced_accuracy": None, "n_images": 0, "n_no_prediction": n_none,
+                "n_outside_classes": n_outside, "confusion": [[0] * k for _ in range(k)],
+                "per_class_recall": [None] * k}
+    true = list(y_true)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": the stand-in label, on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = balanced_accuracy_score(true, pred)
+    recall = recall_score(true, pred, labels=classes, average=None, zero_division=np.nan)
     return {
-        "top1": correct / n if n else None,
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+        "top1": float(accuracy_score(true, pred)),
+        "balanced_accuracy": float(balanced),
         "n_images": n,
         "n_no_prediction": n_none,
         "n_outside_classes": n_outside,
-        "confusion": conf.tolist(),
-        "per_class_recall": [float(conf[i, i] / support[i]) if support[i] else None for i in range(k)],
+        "confusion": confusion_matrix(true, pred, labels=classes).tolist(),
+        "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
     }
 
 

@@ -34,7 +34,7 @@ GEOMETRY_REASONS = (
     "bad_bbox",  # not 4 finite numbers, or negative width/height
     "malformed_rle",  # RLE that does not decode to exactly h*w pixels, bad characters, bad size
     "rle_size_mismatch",  # RLE size differs from the image's (height, width)
-    "malformed_polygon",  # not a list of >= 3 finite (x, y) pairs
+    "malformed_polygon",  # not >= 3 finite (x, y) number pairs, or far outside the image (data/polygons.py)
 )
 IGNORE_REASONS = RECORD_REASONS + GEOMETRY_REASONS
 

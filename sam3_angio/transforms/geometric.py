@@ -1,92 +1,80 @@
 """Geometric augmentation: one small rotation + scale + translation applied identically to the image,
 every object mask, every box and every query prompt; boxes recomputed from the transformed masks.
 
-Coordinates are continuous pixel edges (pixel ``i`` spans ``[i, i + 1)``), boxes absolute XYXY as SAM3
-holds them before ``NormalizeAPI``. The affine maps ``p -> A (p - c) + c + t`` with ``c`` the frame centre,
-``A = s R(angle)`` (positive angle = counter-clockwise on screen) and ``t`` in pixels.
-Objects whose mask leaves the frame are dropped and their queries reindexed (``targets.drop_objects``).
+The warps are ``torchvision.transforms.v2.functional.affine`` on the image tensor, on ``tv_tensors.Mask``
+(nearest neighbour), ``tv_tensors.BoundingBoxes`` and ``tv_tensors.KeyPoints``, so pixels and targets
+share torchvision's one convention: coordinates are continuous pixel edges (pixel ``i`` spans
+``[i, i + 1)``), the affine maps ``p -> A (p - c) + c + t`` with ``c = (W/2, H/2)``, ``A = s R(angle)``
+(positive angle = counter-clockwise on screen, as ``tvf.rotate``) and ``t`` in pixels. Boxes are absolute XYXY as SAM3
+holds them before ``NormalizeAPI``. Objects whose mask leaves the frame are dropped and their queries
+reindexed (``targets.drop_objects``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import Optional, Sequence, Set, Tuple
+from typing import Dict, Optional, Sequence, Set, Tuple
 
 import torch
-import torch.nn.functional as tnf
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tvf
 
 from sam3.train.data.sam3_image_dataset import Datapoint
 
 from sam3_angio.registry import TRANSFORMS
 from sam3_angio.transforms.image_data import image_hw, to_unit_tensor
 from sam3_angio.transforms.photometric import _chance, _uniform
-from sam3_angio.transforms.targets import box_from_mask, drop_objects, require_decoded_mask
+from sam3_angio.transforms.targets import boxes_from_masks, drop_objects, require_decoded_mask
 
 log = logging.getLogger(__name__)
 
 NAME = "RandomAffineWithTargets"
 
 
-def affine_matrix(angle_deg: float, scale: float) -> torch.Tensor:
-    """``(2, 2)`` linear part ``A = scale * R``; positive angle turns the picture counter-clockwise as
-    displayed (x right, y down), the torchvision convention."""
-    a = math.radians(angle_deg)
-    c, s = math.cos(a), math.sin(a)
-    return scale * torch.tensor([[c, s], [-s, c]], dtype=torch.float64)
+def affine_args(angle_deg: float, scale: float, t: Tuple[float, float]) -> Dict[str, object]:
+    """Keyword arguments of ``tvf.affine`` for a rotation (degrees, counter-clockwise on screen), a zoom
+    and a shift ``t`` in pixels.
+
+    ``tvf.affine`` turns clockwise for a positive angle (``tvf.rotate`` passes ``-angle`` to it); the
+    sign is flipped here so that ``angle_deg`` means what it means for ``tvf.rotate``.
+    """
+    return {"angle": -float(angle_deg), "translate": [float(t[0]), float(t[1])], "scale": float(scale),
+            "shear": [0.0, 0.0]}
 
 
-def map_points(pts: torch.Tensor, A: torch.Tensor, t: Tuple[float, float], hw: Tuple[int, int]) -> torch.Tensor:
-    """``(N, 2)`` pixel-edge (x, y) -> transformed ``(N, 2)``."""
-    h, w = hw
-    c = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64)
-    p = pts.to(torch.float64) - c
-    return (p @ A.T + c + torch.tensor(t, dtype=torch.float64)).to(pts.dtype)
-
-
-def map_boxes(boxes: torch.Tensor, A: torch.Tensor, t: Tuple[float, float], hw: Tuple[int, int]) -> torch.Tensor:
+def map_boxes(boxes: torch.Tensor, hw: Tuple[int, int], args: Dict[str, object]) -> torch.Tensor:
     """``(N, 4)`` XYXY -> enclosing XYXY box of the 4 transformed corners, clipped to the frame."""
-    h, w = hw
-    b = boxes.reshape(-1, 4).to(torch.float64)
-    corners = torch.stack(
-        [b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1
-    )  # (N, 4 corners, 2)
-    m = map_points(corners.reshape(-1, 2), A, t, hw).reshape(-1, 4, 2)
-    lo, hi = m.min(dim=1).values, m.max(dim=1).values
-    out = torch.cat([lo, hi], dim=1)
-    out[:, 0::2] = out[:, 0::2].clamp(0, w)
-    out[:, 1::2] = out[:, 1::2].clamp(0, h)
-    return out.to(boxes.dtype if boxes.dtype.is_floating_point else torch.float32)
+    dtype = boxes.dtype if boxes.dtype.is_floating_point else torch.float32
+    bb = tv_tensors.BoundingBoxes(boxes.reshape(-1, 4).to(dtype), format="XYXY", canvas_size=tuple(hw))
+    return tvf.affine(bb, **args).as_subclass(torch.Tensor)
 
 
-def _sampling_grid(A: torch.Tensor, t: Tuple[float, float], hw: Tuple[int, int]) -> torch.Tensor:
-    """``grid_sample`` grid ``(1, H, W, 2)`` that pulls each output pixel from ``A^-1 (p' - c - t) + c``.
+def map_prompt_points(pts: torch.Tensor, hw: Tuple[int, int], args: Dict[str, object]) -> torch.Tensor:
+    """SAM3 point prompts ``(..., >= 2)`` (x, y first, in pixel indices ``[0, W - 1]``) -> moved points.
 
-    With ``align_corners=False`` normalised coordinates are ``n = (p - c) / (W/2, H/2)``, so the
-    sampling map in normalised space is ``n = D^-1 A^-1 D n' - D^-1 A^-1 t`` with ``D = diag(W/2, H/2)``.
+    Pixel index ``i`` is the pixel centre ``i + 0.5``; turning about ``c - 0.5`` in index coordinates is
+    turning about ``c`` in pixel edges, so the points follow the image exactly. Clamped to the frame.
     """
     h, w = hw
-    D = torch.diag(torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64))
-    Ainv = torch.linalg.inv(A)
-    Dinv = torch.linalg.inv(D)
-    lin = Dinv @ Ainv @ D
-    off = -(Dinv @ Ainv @ torch.tensor(t, dtype=torch.float64))
-    theta = torch.cat([lin, off[:, None]], dim=1)[None].float()  # (1, 2, 3)
-    return tnf.affine_grid(theta, [1, 1, h, w], align_corners=False)
+    xy = tv_tensors.KeyPoints(pts[..., :2].reshape(-1, 2).float(), canvas_size=tuple(hw))
+    xy = tvf.affine(xy, **args, center=[w / 2.0 - 0.5, h / 2.0 - 0.5]).as_subclass(torch.Tensor)
+    xy[:, 0].clamp_(0, w - 1)
+    xy[:, 1].clamp_(0, h - 1)
+    out = pts.clone()
+    out[..., :2] = xy.reshape(pts[..., :2].shape).to(pts.dtype)
+    return out
 
 
-def _warp(x: torch.Tensor, grid: torch.Tensor, mode: str, fill: float = 0.0) -> torch.Tensor:
-    """``(N, H, W)`` float -> warped ``(N, H, W)``; outside the source frame = ``fill``."""
-    if fill == 0.0:
-        return tnf.grid_sample(x[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
-    y = tnf.grid_sample((x - fill)[None], grid, mode=mode, padding_mode="zeros", align_corners=False)
-    return y[0] + fill
+def _warp_masks(masks: torch.Tensor, args: Dict[str, object]) -> torch.Tensor:
+    """``(N, H, W)`` binary masks -> warped masks, same dtype (nearest neighbour, outside = 0)."""
+    return tvf.affine(tv_tensors.Mask(masks), **args).as_subclass(torch.Tensor)
 
 
-def _warp_mask(m: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Binary ``(H, W)`` mask -> warped mask of the same dtype (nearest neighbour)."""
-    out = _warp(m[None].float(), grid, "nearest")[0] > 0.5
-    return out.to(m.dtype)
+def _warp_image(x: torch.Tensor, args: Dict[str, object], fill: float) -> torch.Tensor:
+    """``(C, H, W)`` float in [0, 1] -> warped (bilinear); pixels from outside the frame = ``fill``."""
+    # fill=None is torchvision's zero padding; a fill value costs an extra mask channel
+    return tvf.affine(x, **args, interpolation=InterpolationMode.BILINEAR, fill=None if fill == 0.0 else [fill])
 
 
 def apply_affine(
@@ -110,60 +98,56 @@ def apply_affine(
     With ``keep_some_objects``, a Datapoint that has objects but would lose all of them is left
     untouched and ``None`` is returned (the caller draws again).
     """
-    A = affine_matrix(angle_deg, scale)
     to_drop: Set[Tuple[int, int]] = set()
-    plans = []  # per image: (hw, t, grid, [(new bbox, new area, new segment) or None per object])
+    plans = []  # per image: (hw, affine args, [(new bbox, new area, new segment) or None per object])
     n_objects = 0
     for img_idx, img in enumerate(datapoint.images):
         hw = image_hw(img.data)
         h, w = hw
-        t = (float(translate_frac[0]) * w, float(translate_frac[1]) * h)
-        grid = _sampling_grid(A, t, hw)
+        args = affine_args(angle_deg, scale, (float(translate_frac[0]) * w, float(translate_frac[1]) * h))
         for obj in img.objects:
             require_decoded_mask(obj.segment, who, hw)
+        new_objects: list = [None] * len(img.objects)
+        n_objects += len(img.objects)
         with_mask = [i for i, o in enumerate(img.objects) if o.segment is not None]
-        warped = {}
-        if with_mask:  # all masks of the image in one grid_sample call
+        if with_mask:  # all masks of the image in one warp, all their boxes in one call
             stack = torch.stack([img.objects[i].segment for i in with_mask])
-            out = _warp(stack.float(), grid, "nearest") > 0.5
-            warped = {i: out[k].to(img.objects[i].segment.dtype) for k, i in enumerate(with_mask)}
-        new_objects = []
-        for obj_idx, obj in enumerate(img.objects):
-            n_objects += 1
-            if obj.segment is not None:
-                before = int(obj.segment.sum())
-                seg = warped[obj_idx]
-                after = int(seg.sum())
-                if before == 0 or after < min_visible_pixels:
-                    to_drop.add((img_idx, obj_idx))
-                    new_objects.append(None)
+            before = stack.flatten(1).sum(dim=1, dtype=torch.int32).tolist()  # 0/1 masks (DecodeRle)
+            warped = _warp_masks(stack, args)
+            after = warped.flatten(1).sum(dim=1, dtype=torch.int32).tolist()
+            boxes = boxes_from_masks(warped)
+            for k, i in enumerate(with_mask):
+                obj = img.objects[i]
+                if before[k] == 0 or after[k] < min_visible_pixels:
+                    to_drop.add((img_idx, i))
                     continue
-                box = box_from_mask(seg).to(obj.bbox.dtype).reshape(obj.bbox.shape)
-                new_objects.append((box, float(obj.area) * after / before, seg))  # area keeps the loader's unit
-            else:
-                old = obj.bbox.reshape(1, 4).to(torch.float64)
-                new = map_boxes(old, A, t, hw)
-                old_a = float((old[0, 2] - old[0, 0]) * (old[0, 3] - old[0, 1]))
-                new_a = float((new[0, 2] - new[0, 0]) * (new[0, 3] - new[0, 1]))
-                if new_a <= 0:
-                    to_drop.add((img_idx, obj_idx))
-                    new_objects.append(None)
+                box = boxes[k].to(obj.bbox.dtype).reshape(obj.bbox.shape)
+                new_objects[i] = (box, float(obj.area) * after[k] / before[k], warped[k])  # area keeps the loader's unit
+        box_only = [i for i, o in enumerate(img.objects) if o.segment is None]
+        if box_only:
+            old = torch.stack([img.objects[i].bbox.reshape(4).to(torch.float64) for i in box_only])
+            new = map_boxes(old, hw, args)
+            old_a = ((old[:, 2] - old[:, 0]) * (old[:, 3] - old[:, 1])).tolist()
+            new_a = ((new[:, 2] - new[:, 0]) * (new[:, 3] - new[:, 1])).tolist()
+            for k, i in enumerate(box_only):
+                obj = img.objects[i]
+                if new_a[k] <= 0:
+                    to_drop.add((img_idx, i))
                     continue
-                area = float(obj.area) * new_a / old_a if old_a > 0 else new_a
-                new_objects.append((new.to(obj.bbox.dtype).reshape(obj.bbox.shape), area, None))
-        plans.append((hw, t, grid, new_objects))
+                area = float(obj.area) * new_a[k] / old_a[k] if old_a[k] > 0 else new_a[k]
+                new_objects[i] = (new[k].to(obj.bbox.dtype).reshape(obj.bbox.shape), area, None)
+        plans.append((hw, args, new_objects))
 
     if keep_some_objects and n_objects > 0 and len(to_drop) == n_objects:
         return None
 
-    for img_idx, (img, (hw, t, grid, new_objects)) in enumerate(zip(datapoint.images, plans)):
-        h, w = hw
+    for img_idx, (img, (hw, args, new_objects)) in enumerate(zip(datapoint.images, plans)):
         x, restore = to_unit_tensor(img.data, who)
         c = x.shape[0]
         if c > 1 and all(torch.equal(x[0], x[i]) for i in range(1, c)):  # gray: warp one channel
-            img.data = restore(_warp(x[:1], grid, "bilinear", fill).expand(c, -1, -1).contiguous())
+            img.data = restore(_warp_image(x[:1], args, fill).expand(c, -1, -1).contiguous())
         else:
-            img.data = restore(_warp(x, grid, "bilinear", fill))
+            img.data = restore(_warp_image(x, args, fill))
         for obj, new in zip(img.objects, new_objects):
             if new is not None:
                 obj.bbox, obj.area, obj.segment = new
@@ -172,19 +156,11 @@ def apply_affine(
             if q.image_id != img_idx:
                 continue
             if isinstance(q.semantic_target, torch.Tensor):
-                q.semantic_target = _warp_mask(q.semantic_target, grid)
+                q.semantic_target = _warp_masks(q.semantic_target[None], args)[0]
             if q.input_bbox is not None:
-                q.input_bbox = map_boxes(q.input_bbox, A, t, hw).reshape(q.input_bbox.shape)
+                q.input_bbox = map_boxes(q.input_bbox, hw, args).reshape(q.input_bbox.shape)
             if q.input_points is not None:
-                # points are pixel indices in SAM3 ([0, W - 1]); move to pixel centres and back
-                pts = q.input_points
-                xy = pts[..., :2].reshape(-1, 2) + 0.5
-                xy = map_points(xy, A, t, hw) - 0.5
-                xy[:, 0] = xy[:, 0].clamp(0, w - 1)
-                xy[:, 1] = xy[:, 1].clamp(0, h - 1)
-                pts = pts.clone()
-                pts[..., :2] = xy.reshape(pts[..., :2].shape).to(pts.dtype)
-                q.input_points = pts
+                q.input_points = map_prompt_points(q.input_points, hw, args)
 
     return drop_objects(datapoint, to_drop, who)
 

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Dict, Iterable, Set, Tuple
 
 import torch
+from torchvision.ops import masks_to_boxes
 
 from sam3.train.data.sam3_image_dataset import Datapoint
 from sam3.train.transforms.filter_query_transforms import (
@@ -36,17 +37,24 @@ def reset_dropped_object_counts() -> None:
     _DROP_EVENTS.clear()
 
 
-def box_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """``(H, W)`` binary mask -> ``(4,)`` float pixel-edge XYXY box; zeros for an empty mask.
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` binary masks -> ``(N, 4)`` float32 pixel-edge XYXY boxes; zeros for an empty mask.
 
-    Same result as ``sam3.model.box_ops.masks_to_boxes`` on one mask (tested), without its two
-    full-frame coordinate grids.
+    ``torchvision.ops.masks_to_boxes`` returns the last mask pixel (inclusive: a mask on columns
+    ``x0..x1`` gives ``x2 = x1``); a pixel-edge box ends on that pixel's right/bottom edge, so 1 is
+    added to ``x2`` and ``y2`` of every non-empty mask. Same result as ``sam3.model.box_ops.masks_to_boxes``
+    (tested), without its two full-frame coordinate grids.
     """
-    cols = torch.nonzero(mask.any(dim=0)).view(-1)
-    if cols.numel() == 0:
-        return torch.zeros(4)
-    rows = torch.nonzero(mask.any(dim=1)).view(-1)
-    return torch.tensor([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=torch.float32)
+    boxes = masks_to_boxes(masks)
+    # masks_to_boxes gives (0, 0, 0, 0) for an empty mask and for one whose only pixel is (0, 0)
+    nonempty = boxes.ne(0).any(dim=1) | masks[:, 0, 0].ne(0)
+    boxes[nonempty, 2:] += 1.0
+    return boxes
+
+
+def box_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """``(H, W)`` binary mask -> ``(4,)`` float32 pixel-edge XYXY box (:func:`boxes_from_masks`)."""
+    return boxes_from_masks(mask[None])[0]
 
 
 def require_decoded_mask(segment, who: str, hw: Tuple[int, int]) -> None:

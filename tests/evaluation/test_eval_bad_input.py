@@ -162,3 +162,63 @@ def test_bad_ground_truth_files_name_the_problem(tmp_path, good):
               "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}
     with pytest.raises(EvaluationInputError, match=r"annotations\[0\] refers to image_id 2"):
         evaluate_files(broken, good)
+
+
+def test_pycocotools_alone_takes_broken_rle_which_is_why_runs_are_checked_first():
+    """The measured reason rle.run_lengths exists: pycocotools returns numbers for broken counts
+    (iou/merge on them never return, so those are not called here). If this starts failing, pycocotools
+    validates RLE itself and the hand-written check can go."""
+    assert mask_utils.area({"size": [32, 32], "counts": b"\x01\x02"}) == 4294967282  # bad characters
+    assert mask_utils.area({"size": [32, 32], "counts": b"0j0"}) == 26  # covers 58 of 1024 pixels
+    mask_utils.decode({"size": [32, 32], "counts": b"0j0"})  # no error for too few pixels
+    for counts in (b"\x01\x02", b"0j0"):
+        with pytest.raises(GeometryError, match="RLE"):
+            check_rle({"size": [32, 32], "counts": counts}, 32, 32)
+
+
+# One bad prediction polygon each; NaN and 1e9 blew up pycocotools' frPyObjects (segfault, 19 GB).
+BAD_POLYGONS = {
+    "nan": [[2, 2, float("nan"), 2, 10, 10]],
+    "huge": [[2, 2, 1e9, 2, 1e9, 1e9]],
+    "string": [[2, 2, "20", 2, 10, 10]],
+    "odd": [[2, 2, 20, 2, 10, 10, 5]],
+}
+
+
+@pytest.mark.parametrize("name", ["string", "odd"])  # the harmless two in process; all four below, capped
+def test_bad_prediction_polygon_is_a_malformed_polygon_naming_the_polygon(gt, good, name):
+    m = evaluate_files(gt, good + [{**good[0], "segmentation": BAD_POLYGONS[name]}])
+    assert m["ignored.malformed_polygon"] == 1 and m["segm.AP"] == 1.0
+    assert any("malformed_polygon" in w and f"record {len(good)}" in w and "polygon 0" in w for w in m["warnings"])
+
+
+def test_eval_tool_counts_nan_huge_string_and_odd_polygons_under_a_memory_cap(gt, good, tmp_path):
+    from memory_cap import run_main_capped
+
+    bad = [{**good[i], "segmentation": poly} for i, poly in enumerate(BAD_POLYGONS.values())]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(good + bad))  # NaN as the literal json reads back
+    p = run_main_capped("sam3_angio.evaluation.cli", "main", [
+        "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--out", str(tmp_path / "o"),
+        "--no-report"])
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["ignored.malformed_polygon"] == 4
+    # their boxes still count for bbox AP; the good masks are all there
+    assert m["bbox.n_pred"] == len(good) + 4 and m["segm.n_pred"] == len(good) and m["segm.AP"] == 1.0
+
+
+def test_eval_tool_stops_on_a_huge_ground_truth_polygon_naming_the_annotation(gt, good, tmp_path):
+    from memory_cap import run_main_capped
+
+    broken = json.loads(json.dumps(gt))
+    ann = broken["annotations"][3]
+    ann["segmentation"] = BAD_POLYGONS["huge"]
+    (tmp_path / "gt.json").write_text(json.dumps(broken))
+    (tmp_path / "pred.json").write_text(json.dumps(good))
+    p = run_main_capped("sam3_angio.evaluation.cli", "main", [
+        "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--out", str(tmp_path / "o")])
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and f"annotation id {ann['id']}" in lines[-1]
+    assert "more than one image size outside" in lines[-1] and "Traceback" not in p.stderr

@@ -29,7 +29,7 @@ from sam3_angio.transforms import (
     prepare_frame,
     reset_dropped_object_counts,
 )
-from sam3_angio.transforms.geometric import affine_matrix, map_boxes, map_points
+from sam3_angio.transforms.geometric import affine_args, map_boxes
 from sam3_angio.transforms.photometric import quantum_noise, underfill
 from sam3_angio.transforms.targets import box_from_mask
 
@@ -83,6 +83,17 @@ def _datapoint(masks, queries, image="gray", angles=(30.0, -20.0), known=True) -
         objects.append(Object(bbox=box, area=float(m.sum()) if m is not None else 80.0, object_id=i, segment=m))
     view = ViewAngles(*angles) if known else None
     return AngioDatapoint(find_queries=queries, images=[Image(data=data, objects=objects, size=(H, W))], view=view)
+
+
+def _expected_position(pts, angle_deg, scale, t, hw):
+    """Independent oracle of the documented convention: pixel-edge (x, y) ``(N, 2)`` ->
+    ``A (p - c) + c + t`` with ``c = (W/2, H/2)``, ``A = scale * R(angle)`` (positive = counter-clockwise
+    on screen, x right, y down)."""
+    h, w = hw
+    a = math.radians(angle_deg)
+    A = scale * torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], dtype=torch.float64)
+    c = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64)
+    return (pts.double() - c) @ A.T + c + torch.tensor(t, dtype=torch.float64)
 
 
 def _mask_box_consistent(dp: Datapoint) -> None:
@@ -280,7 +291,7 @@ def test_affine_box_is_box_of_transformed_mask_and_mask_lands_where_predicted(im
     def centroid(m):
         ys, xs = torch.nonzero(m, as_tuple=True)
         return torch.stack([xs.double().mean() + 0.5, ys.double().mean() + 0.5])[None]
-    pred = map_points(centroid(blob), affine_matrix(angle, scale), (shift[0] * W, shift[1] * H), (H, W))
+    pred = _expected_position(centroid(blob), angle, scale, (shift[0] * W, shift[1] * H), (H, W))
     assert torch.allclose(centroid(out), pred, atol=0.75)
     # the image moved with the mask: the dark vessel pixels are where the mask is
     x = np.asarray(dp.images[0].data, dtype=np.float32)[..., 0] / 255 if image == "gray" else dp.images[0].data[0].numpy()
@@ -310,8 +321,24 @@ def test_box_only_object_gets_enclosing_box_of_corners_clipped_to_frame():
     apply_affine(dp, 90.0, 1.0, (0.0, 0.0))
     # about the centre (32, 24), a 90 degree turn maps x -> 32 + (y - 24), y -> 24 - (x - 32)
     assert torch.allclose(dp.images[0].objects[0].bbox, torch.tensor([18.0, 26.0, 26.0, 36.0]), atol=1e-5)
-    boxes = map_boxes(torch.tensor([[50.0, 40.0, 64.0, 48.0]]), affine_matrix(0, 1.0), (10.0, 5.0), (H, W))
+    boxes = map_boxes(torch.tensor([[50.0, 40.0, 64.0, 48.0]]), (H, W), affine_args(0.0, 1.0, (10.0, 5.0)))
     assert torch.equal(boxes, torch.tensor([[60.0, 45.0, 64.0, 48.0]]))
+
+
+def test_affine_moves_point_and_box_prompts_with_the_masks():
+    # a 90 degree turn about (32, 24) maps pixel centres onto pixel centres: index (x, y) -> (y + 8, 55 - x)
+    m = _rect(10, 11, 20, 21)  # one pixel at x=20, y=10
+    dp = _datapoint([m], [_query("a", [0], 0)])
+    q = dp.find_queries[0]
+    q.input_points = torch.tensor([[[20.0, 10.0, 1.0]]])  # (1, N, x/y/label), pixel indices as SAM3 holds them
+    q.input_bbox = box_from_mask(m)[None].clone()
+    q.semantic_target = m.clone()
+    apply_affine(dp, 90.0, 1.0, (0.0, 0.0))
+    seg = dp.images[0].objects[0].segment
+    assert torch.nonzero(seg).tolist() == [[35, 18]]  # (row, col) = (55 - 20, 10 + 8)
+    assert torch.allclose(q.input_points, torch.tensor([[[18.0, 35.0, 1.0]]]), atol=1e-4)
+    assert torch.allclose(q.input_bbox.view(4), box_from_mask(seg), atol=1e-4)
+    assert torch.equal(q.semantic_target, seg)
 
 
 def test_affine_keeps_view_angles_and_known_flag():
