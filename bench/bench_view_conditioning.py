@@ -65,10 +65,11 @@ def run(conditioning: bool, detector, train, val, class_ids, epochs: int, seed: 
         pooling: str = "region"):
     from sam3_angio.losses import CassCrossEntropy
     from sam3_angio.model.view_conditioned import ViewConditionedSam3
+    from sam3_angio.view_angles import ViewBatch
 
     torch.manual_seed(seed)
     model = ViewConditionedSam3(detector, class_ids=class_ids, view_conditioning=conditioning,
-                                cass_pooling=pooling)
+                                cass_head={"name": "mlp", "pooling": pooling})
     heads = [p for n, p in model.named_parameters() if not n.startswith("detector.")]
     opt = torch.optim.AdamW(heads, lr=lr, weight_decay=1e-4)
     table = model._cat_to_class
@@ -77,9 +78,9 @@ def run(conditioning: bool, detector, train, val, class_ids, epochs: int, seed: 
     def logits(split, train_mode):
         feats, masks, img_idx, cats, angles, known = split
         model.train(train_mode)
-        e = model.embed_views(angles, known, feats.shape[0], "cpu")
+        e = model.embed_views(ViewBatch(angles, known), "cpu")
         f = model.film[-1](feats, e) if conditioning else feats
-        return model.cass_head(f, masks, img_idx, e)["cass_logits"], table[cats]
+        return model.name_regions(f, masks, img_idx, e), table[cats]
 
     gen = torch.Generator().manual_seed(seed)
     n = len(train[1])
