@@ -6,12 +6,14 @@ head's softmax ``h`` over the K classes:
 
     query:  p = onehot(c)                                     (the text query's category, SAM3 alone)
     head:   p = h                                             (the CASS head alone)
-    fused:  p ∝ h ⊙ q,  q(c) = s,  q(k≠c) = (1 - s) / (K - 1)  (the query as a prior, the head as evidence)
+    fused:  p ∝ h ⊙ q,  q(k) = s·[k = c] + (1 - s) / K        (the query as a prior, the head as evidence)
 
     name = argmax p      score = s · p(name)      probabilities = p
 
 ``score`` reads as "an object is here (s) and it is this segment (p)": in ``query`` mode it is SAM3's own
-score. A confident query (s near 1) keeps its name unless the head is confident too; an unsure one is
+score. The prior says: with probability s the query's category is right, otherwise the segment could be
+any of the K classes; so q(c) >= q(k) always, and a head that knows nothing (uniform) leaves the query's
+name. A confident query (s near 1) keeps its name unless the head is confident too; an unsure one is
 renamed by the head. Fusing by product assumes the two are independent evidence (the query sees the
 phrase, the head sees position and view); ``head`` and ``query`` are there to measure that.
 """
@@ -47,9 +49,8 @@ def name_probabilities(rule: str, query_class: torch.Tensor, score: torch.Tensor
     head_probs = head_probs.float()
     if rule == "head":
         return head_probs
-    s = score.float().clamp(1e-6, 1 - 1e-6)[:, None]
-    other = (1 - s) / max(1, num_classes - 1)
-    prior = torch.where(onehot > 0, s.expand_as(onehot), other.expand_as(onehot))
+    s = score.float().clamp(0.0, 1.0)[:, None]
+    prior = s * onehot + (1 - s) / num_classes
     prior = torch.where(inside[:, None], prior, torch.ones_like(prior))  # no query prior outside the classes
     fused = head_probs * prior
     return fused / fused.sum(dim=1, keepdim=True).clamp_min(1e-12)

@@ -191,3 +191,19 @@ def test_phase1_then_phase2_through_train_py(tiny_data_root, tmp_path):
     again = phase2(2)
     assert not [ln for ln in again.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
     assert "Resuming training from epoch: 1" in (p2 / "logs" / "log.txt").read_text()
+
+
+def test_the_head_also_learns_from_the_predicted_masks_matched_to_each_segment(tiny_sam3, cass_batch):
+    torch.manual_seed(0)
+    base = _wrapper(copy.deepcopy(tiny_sam3)).train()
+    torch.manual_seed(0)
+    both = _wrapper(copy.deepcopy(tiny_sam3), cass_on_predictions=True).train()
+    a, b = _last(base(cass_batch)), _last(both(cass_batch))
+    n_gt = len(a["cass_targets"])
+    # one matched prediction per ground-truth segment (SAM3's one-to-one matcher), named with its label
+    assert len(b["cass_targets"]) == 2 * n_gt and b["cass_logits"].shape[0] == 2 * n_gt
+    assert torch.equal(b["cass_targets"][:n_gt], a["cass_targets"])
+    assert sorted(b["cass_targets"][n_gt:].tolist()) == sorted(a["cass_targets"].tolist())
+    both.eval()
+    with torch.no_grad():  # at evaluation only the ground-truth regions are named
+        assert len(_last(both(cass_batch))["cass_targets"]) == n_gt
