@@ -67,8 +67,8 @@ class AngioCocoLoader(COCO_FROM_JSON):
 
 @DATASETS.register()
 class AngioImageDataset(Sam3ImageDataset):
-    """Sam3ImageDataset over our COCO export: attaches ``view_angles`` (2,) and ``view_known`` to
-    each Datapoint. ``require_view_angles=True`` makes a frame without angles an error."""
+    """Sam3ImageDataset over our COCO export whose Datapoints carry the frame's view angles
+    (``AngioDatapoint.view``). ``require_view_angles=True`` makes a frame without angles an error."""
 
     def __init__(self, *args, require_view_angles: bool = False, labels_exhaustive: bool = True,
                  coco_json_loader=None, **kwargs):
