@@ -40,6 +40,7 @@ class QCAParams:
     edge_pct: float = 5.0  # its edges: where the lumen is back within this of the reference
     reference_degree: int = 1  # polynomial degree of the reference function (1: linear taper)
     reference: str = "interpolated"  # interpolated | global (one diameter for the whole segment: baseline)
+    clamp_reference: bool = True  # the reference never exceeds the widest healthy (smoothed) diameter
     max_hole_area_px: int = 64  # holes up to this area are filled
     max_iter: int = 20
 
@@ -154,9 +155,10 @@ def measure_mask(
     d = smooth_profile(raw, cl.step, max(p.min_window_px, p.smooth_window * med), p.polyorder)
 
     orientation = "ostium_hint" if ost is not None else "wider_end"
-    if ost is None and n >= 4:
-        k = max(2, n // 4)
-        if np.nanmedian(raw[-k:]) > np.nanmedian(raw[:k]):
+    ok = np.flatnonzero(np.isfinite(raw))
+    if ost is None and len(ok) >= 4:
+        k = max(2, len(ok) // 4)
+        if np.median(raw[ok[-k:]]) > np.median(raw[ok[:k]]):
             cl = cl.reversed()
             raw, d, valid = raw[::-1].copy(), d[::-1].copy(), valid[::-1].copy()
             if left is not None:
@@ -181,7 +183,7 @@ def measure_mask(
 
     fit = interpolated_reference(
         s, d, valid=valid, exclude=exclude, degree=p.reference_degree, detect_pct=p.detect_pct,
-        edge_pct=p.edge_pct, margin_px=0.5 * med, max_iter=p.max_iter,
+        edge_pct=p.edge_pct, margin_px=0.5 * med, max_iter=p.max_iter, clamp=p.clamp_reference,
     )
     ref = fit.reference
     regions = fit.regions

@@ -67,6 +67,7 @@ def interpolated_reference(
     edge_pct: float = 5.0,
     margin_px: float = 0.0,
     max_iter: int = 20,
+    clamp: bool = True,
 ) -> ReferenceFit:
     """Fit the reference function to ``d`` outside the lesions (and outside ``exclude``, e.g. side
     branch take-offs), find the lesions against it, and repeat until they are the same twice.
@@ -83,6 +84,12 @@ def interpolated_reference(
     step = float(s[1] - s[0]) if n > 1 else 1.0
     margin = int(round(margin_px / step))
 
+    def evaluate(coef: np.ndarray, used: np.ndarray) -> np.ndarray:
+        ref = np.polyval(coef, s)
+        if clamp and used.any():  # extrapolation over a lesion never exceeds the widest healthy lumen
+            ref = np.minimum(ref, float(d[used].max()))
+        return ref
+
     def fit(used: np.ndarray) -> Tuple[np.ndarray, int]:
         deg = degree
         while deg > 0 and (used.sum() < max(deg + 2, MIN_USED_FRACTION * n) or np.ptp(s[used]) < 1e-6):
@@ -97,7 +104,7 @@ def interpolated_reference(
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
-        ref = np.polyval(coef, s)
+        ref = evaluate(coef, used)
         regions = lesion_regions(d, ref, detect_pct, edge_pct, valid)
         excl = np.zeros(n, bool)
         for a, b in regions:
@@ -115,7 +122,7 @@ def interpolated_reference(
             break
         used = new_used
         coef, deg = fit(used)
-    ref = np.polyval(coef, s)
+    ref = evaluate(coef, used)
     if deg < degree:
         warnings.append(f"reference fitted with a degree-{deg} polynomial (asked {degree}): too little healthy "
                         f"vessel outside the lesion(s) for more")
