@@ -73,9 +73,10 @@ def _run(args: argparse.Namespace) -> QCAReport:
                            progress=not args.mask)
         report.inputs = inputs
         if not report.segments:
-            first = report.skipped[0] if report.skipped else {"source": "-", "error": "no annotation in the file"}
-            raise QCAInputError(f"nothing could be measured ({len(report.skipped)} input(s) skipped; first: "
-                                f"{first['source']}: {first['error']})")
+            where = args.mask or args.coco or args.predictions
+            why = (f"{len(report.skipped)} skipped, the first: {report.skipped[0]['source']}: "
+                   f"{report.skipped[0]['error']}" if report.skipped else "it holds no mask (or none above --min-score)")
+            raise QCAInputError(f"nothing to measure in '{where}': {why}")
         write_report(report, tmp, profile=args.profile)
     return report
 

@@ -12,7 +12,6 @@ from typing import List, Tuple
 
 import numpy as np
 from skimage.measure import label
-from skimage.morphology import remove_small_holes
 
 from .errors import EmptyMaskError, NonBinaryMaskError, QCAInputError
 
@@ -92,17 +91,21 @@ def prepare_mask(mask: np.ndarray, name: str = "mask", max_hole_area_px: int = 6
     crop = np.zeros((r1 - r0, c1 - c0), bool)
     crop[rows - r0, cols - c0] = True
 
-    # Holes on the padded crop: background cut off at the frame border joins the outside there, so it
-    # is never taken for a hole.
-    filled = remove_small_holes(crop, max_size=max_hole_area_px, connectivity=1)
-    hole_px = int(filled.sum() - crop.sum())
-    n_holes = 0
-    if hole_px:
-        n_holes = int(label(filled & ~crop, connectivity=1, return_num=True)[1])
+    # Holes: background parts that do not reach the crop border. The crop's padding joins all
+    # background cut off at the frame border to the outside, so that is never taken for a hole.
+    bg, n_bg = label(~crop, connectivity=1, return_num=True)
+    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    sizes = np.bincount(bg.ravel(), minlength=n_bg + 1)
+    inner = np.setdiff1d(np.arange(1, n_bg + 1), border)
+    small = inner[sizes[inner] <= max_hole_area_px]
+    filled = crop | np.isin(bg, small)
+    hole_px = int(sizes[small].sum())
+    n_holes = int(len(small))
+    if n_holes:
         flags.append("holes_filled")
         warnings.append(f"filled {n_holes} hole(s), {hole_px} px in all (holes up to {max_hole_area_px} px "
                         f"are taken for segmentation gaps)")
-    big_holes = int(label(~filled, connectivity=1, return_num=True)[1]) - 1  # all background but the outside
+    big_holes = int(len(inner) - len(small))
     if big_holes > 0:
         flags.append("loop")
         warnings.append(f"{big_holes} hole(s) larger than {max_hole_area_px} px kept (a vessel crossing itself "

@@ -41,6 +41,7 @@ class QCAParams:
     reference_degree: int = 1  # polynomial degree of the reference function (1: linear taper)
     reference: str = "interpolated"  # interpolated | global (one diameter for the whole segment: baseline)
     clamp_reference: bool = True  # the reference never exceeds the widest healthy (smoothed) diameter
+    end_zone: float = 0.5  # vessel diameters at each end of the mask left out (caps and cuts)
     max_hole_area_px: int = 64  # holes up to this area are filled
     max_iter: int = 20
 
@@ -83,7 +84,7 @@ def _ostium(ostium: Optional[Sequence[float]]) -> Optional[tuple]:
     return x, y
 
 
-def _inner(s: np.ndarray, raw: np.ndarray) -> np.ndarray:
+def _inner(s: np.ndarray, raw: np.ndarray, zone: float = 0.5) -> np.ndarray:
     """Samples away from the mask's ends: within a lumen radius of an end, a rounded cap or an oblique
     cut narrows the mask without narrowing the lumen (QCA analysts likewise start and end the
     analysis inside the vessel)."""
@@ -92,11 +93,11 @@ def _inner(s: np.ndarray, raw: np.ndarray) -> np.ndarray:
     if L <= 3.0 or not ok.any():
         return np.ones(len(s), bool)
     med = float(np.median(raw[ok]))
-    zone = []
+    ends = []
     for near in (s <= 3.0 * med + 1.0, s >= L - 3.0 * med - 1.0):
         sel = near & ok
-        zone.append(0.5 * float(np.median(raw[sel])) + 0.5 if sel.any() else 0.5)
-    inner = (s >= zone[0]) & (s <= L - zone[1])
+        ends.append(zone * float(np.median(raw[sel])) + 0.5 if sel.any() else 0.5)
+    inner = (s >= ends[0]) & (s <= L - ends[1])
     return inner if inner.sum() >= 3 else np.ones(len(s), bool)
 
 
@@ -147,7 +148,7 @@ def measure_mask(
             raw = np.where(cut, np.nan, raw)
     if not np.isfinite(raw).any():  # degenerate (a dot): the deepest point's 2 x EDT
         raw = np.full(n, 2.0 * float(edt.max()) - 1.0 + 1e-9)
-    valid = np.isfinite(raw) & _inner(cl.s, raw)
+    valid = np.isfinite(raw) & _inner(cl.s, raw, p.end_zone)
     if not valid.any():
         valid = np.isfinite(raw)
     raw = np.where(valid, raw, np.nan)
