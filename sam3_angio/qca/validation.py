@@ -157,16 +157,31 @@ def _truth_span(q: SegmentQCA, row: TruthRow) -> Tuple[float, float]:
 
 
 def evaluate_row(row: TruthRow, params: Optional[QCAParams] = None, use_ostium: bool = True) -> RowResult:
+    """QCA of the row's mask compared with its truth."""
+    return evaluate_row_many(row, [params], use_ostium)[0]
+
+
+def evaluate_row_many(row: TruthRow, params_list: List[Optional[QCAParams]], use_ostium: bool = True) -> List[RowResult]:
+    """:func:`evaluate_row` for several settings, reading the mask once."""
     with Image.open(row.mask_path) as im:
         mask = np.asarray(im) > 0
-    ost = tuple(row.centerline[0]) if use_ostium else None
-    q = measure_mask(mask, row.mm_per_pixel, ostium=ost, source=row.tag, params=params)
-    res = RowResult(row=row, found=False, n_lesions=len(q.lesions))
     c = carving(row, mask)
     if row.extent is not None:
         a, b = row.extent
         c = c[a: b + 1]
-    res.carved = bool(c.size and c.max() > CARVED)
+    carved = bool(c.size and c.max() > CARVED)
+    ost = tuple(row.centerline[0]) if use_ostium else None
+    out = []
+    for params in params_list:
+        q = measure_mask(mask, row.mm_per_pixel, ostium=ost, source=row.tag, params=params)
+        res = _compare(row, q)
+        res.carved = carved
+        out.append(res)
+    return out
+
+
+def _compare(row: TruthRow, q: SegmentQCA) -> RowResult:
+    res = RowResult(row=row, found=False, n_lesions=len(q.lesions))
     if row.stenosis_pct is None:
         res.found = bool(q.lesions)
         return res
