@@ -8,7 +8,7 @@ function of its arguments, what the inference code calls on each predicted segme
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -17,7 +17,7 @@ from scipy import ndimage
 from .centerline import extract_centerline
 from .diameter import METHODS, edge_widths, edt_widths, fill_gaps, smooth_profile
 from .errors import QCAInputError, SpacingError
-from .lesions import measure_lesions
+from .lesions import lesion_regions, measure_lesions
 from .mask import prepare_mask
 from .reference import interpolated_reference
 from .result import LesionQCA, SegmentQCA
@@ -153,7 +153,8 @@ def measure_mask(
         valid = np.isfinite(raw)
     raw = np.where(valid, raw, np.nan)
     med = float(np.nanmedian(raw))
-    d = smooth_profile(raw, cl.step, max(p.min_window_px, p.smooth_window * med), p.polyorder)
+    window = max(p.min_window_px, p.smooth_window * med)
+    d = smooth_profile(raw, cl.step, window, p.polyorder)
 
     orientation = "ostium_hint" if ost is not None else "wider_end"
     ok = np.flatnonzero(np.isfinite(raw))
@@ -191,29 +192,28 @@ def measure_mask(
     if p.reference == "global":  # baseline: one reference diameter (the median of the healthy samples)
         g = float(np.median(d[fit.used])) if fit.used.any() else med
         ref = np.full(n, g)
-        from .lesions import lesion_regions
         regions = lesion_regions(d, ref, p.detect_pct, p.edge_pct, valid)
     ref = np.maximum(ref, 1e-6)
     warnings.extend(fit.warnings)
+    if p.mld_window > 0:
+        # Inside a lesion, a window as long as the lesion itself would fill in its narrowest part:
+        # the profile there is smoothed over a fraction of the lesion's length instead.
+        d = d.copy()
+        for a, b in regions:
+            w = min(max(p.min_mld_window_px, p.mld_window * (s[b - 1] - s[a])), window)
+            d[a:b] = smooth_profile(raw, cl.step, w, p.polyorder)[a:b]
     les_px = measure_lesions(s, d, ref, regions, valid)
-    if p.mld_window > 0 and les_px:
-        from .lesions import LesionPx
-        out = []
-        for L in les_px:
-            w = min(max(p.min_mld_window_px, p.mld_window * L.length), max(p.min_window_px, p.smooth_window * med))
-            dl = smooth_profile(raw, cl.step, w, p.polyorder)
-            out.extend(measure_lesions(s, dl, ref, [(L.i0, L.i1)], valid))
-        les_px = out
 
     ratio = np.where(valid, d / ref, np.inf)
     worst = int(np.argmin(ratio)) if np.isfinite(ratio).any() else 0
-    if les_px:
+    if les_px:  # the segment reports its worst lesion
         top = max(les_px, key=lambda L: L.percent_diameter_stenosis)
         worst = top.index
-        seg_ref, seg_mld = top.reference, top.mld
-    else:
-        seg_ref, seg_mld = float(np.mean(ref[valid])) if valid.any() else float(np.mean(ref)), float(d[worst])
-    seg_pct = 100.0 * (1.0 - d[worst] / ref[worst])
+        seg_ref, seg_mld, seg_pct = top.reference, top.mld, top.percent_diameter_stenosis
+    else:  # no lesion: the mean reference, and the point narrowest relative to it
+        seg_ref = float(np.mean(ref[valid])) if valid.any() else float(np.mean(ref))
+        seg_mld = float(d[worst])
+        seg_pct = 100.0 * (1.0 - d[worst] / ref[worst])
 
     k = spacing if spacing is not None else 1.0
     units = "mm" if spacing is not None else "px"
@@ -244,8 +244,4 @@ def measure_mask(
     )
 
 
-def params_dict(p: QCAParams) -> Dict[str, Any]:
-    return asdict(p)
-
-
-__all__ = ["QCAParams", "measure_mask", "check_spacing", "params_dict", "replace"]
+__all__ = ["QCAParams", "measure_mask", "check_spacing"]

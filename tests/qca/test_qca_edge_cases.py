@@ -8,8 +8,7 @@ import pytest
 from qca_helpers import tube
 
 from sam3_angio.errors import UserError
-from sam3_angio.qca import EmptyMaskError, NonBinaryMaskError, QCAInputError, SpacingError, measure_mask
-from sam3_angio.qca import phantom
+from sam3_angio.qca import EmptyMaskError, NonBinaryMaskError, QCAInputError, SpacingError, measure_mask, phantom
 
 
 def _y_mask(lesion=None):
