@@ -31,7 +31,7 @@ from skimage.morphology import disk, remove_small_objects  # noqa: E402
 
 from sam3_angio.qca import measure_mask  # noqa: E402
 from sam3_angio.qca.figures import segment_figure  # noqa: E402
-from sam3_angio.qca.sources import _decode  # noqa: E402
+from sam3_angio.qca.sources import decode_segmentation  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,7 +82,7 @@ def arcade_figure(out: Path, arcade: Path, image_id: int) -> None:
     im_rec = next(i for i in data["images"] if i["id"] == image_id)
     ann = next(a for a in data["annotations"] if a["image_id"] == image_id)
     image = np.asarray(Image.open(arcade / "images" / im_rec["file_name"]).convert("L"), np.float32) / 255.0
-    poly = _decode(ann["segmentation"], im_rec["height"], im_rec["width"])
+    poly = decode_segmentation(ann["segmentation"], im_rec["height"], im_rec["width"])
     region = ndimage.binary_dilation(poly, disk(6))
     vessel = vessel_near_stenosis(image, region)
     q = measure_mask(vessel, None, source=f"ARCADE stenosis_val {im_rec['file_name']}")

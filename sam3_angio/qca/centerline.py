@@ -91,9 +91,8 @@ def _path(pred: np.ndarray, start: int, end: int) -> List[int]:
     return out[::-1]
 
 
-def main_path(rc: np.ndarray, graph: sparse.csr_matrix,
-              ostium_rc: Optional[Tuple[float, float]] = None) -> Tuple[List[int], bool]:
-    """Node indices of the main path and whether its start was chosen by the ostium hint.
+def main_path(rc: np.ndarray, graph: sparse.csr_matrix, ostium_rc: Optional[Tuple[float, float]] = None) -> List[int]:
+    """Node indices of the main path, from its start.
 
     With a hint: from the skeleton end nearest the hint to the node geodesically farthest from it.
     Without: the longest geodesic path (two Dijkstra sweeps: farthest from any node, then farthest
@@ -101,7 +100,7 @@ def main_path(rc: np.ndarray, graph: sparse.csr_matrix,
     """
     n = len(rc)
     if n == 1:
-        return [0], ostium_rc is not None
+        return [0]
     comp = csgraph.connected_components(graph, directed=False)[1]
     big = np.bincount(comp).argmax()  # skeletonize keeps the topology; guard against stray pixels anyway
     nodes = np.nonzero(comp == big)[0]
@@ -115,7 +114,7 @@ def main_path(rc: np.ndarray, graph: sparse.csr_matrix,
         a = int(np.argmax(np.where(np.isfinite(d0), d0, -1)))
     da, pred = csgraph.dijkstra(graph, indices=a, directed=False, return_predecessors=True)
     b = int(np.argmax(np.where(np.isfinite(da), da, -1)))
-    return _path(pred, a, b), ostium_rc is not None
+    return _path(pred, a, b)
 
 
 def side_branches(rc: np.ndarray, graph: sparse.csr_matrix, path: List[int],
@@ -152,8 +151,9 @@ def _resample(xy: np.ndarray, step: float) -> np.ndarray:
     s = np.concatenate([[0.0], np.cumsum(seg)])
     if s[-1] <= 0:
         return xy[:1].copy()
-    n = max(2, int(np.floor(s[-1] / step)) + 1)
-    t = np.linspace(0.0, s[-1], n)
+    t = np.arange(0.0, s[-1] + 1e-9, step)
+    if len(t) < 2:
+        t = np.array([0.0, s[-1]])
     return np.stack([np.interp(t, s, xy[:, 0]), np.interp(t, s, xy[:, 1])], axis=1)
 
 
@@ -187,9 +187,9 @@ def extract_centerline(crop: np.ndarray, step: float = 0.5, ostium_xy: Optional[
         skel[np.unravel_index(int(np.argmax(edt)), edt.shape)] = True
     rc, graph = skeleton_graph(skel)
     ostium_rc = None if ostium_xy is None else (float(ostium_xy[1]), float(ostium_xy[0]))
-    path, _ = main_path(rc, graph, ostium_rc)
+    path = main_path(rc, graph, ostium_rc)
     pix = rc[path][:, ::-1].astype(np.float64)  # (M, 2) x, y
-    path_s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pix, axis=0), axis=1))]) if len(pix) > 1 else np.zeros(1)
+    path_s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pix, axis=0), axis=1))])
     b_nodes, b_r, spurs = side_branches(rc, graph, path, edt)
 
     r_path = edt[rc[path, 0], rc[path, 1]]

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from .centerline import extract_centerline
+from .centerline import Centerline, extract_centerline
 from .diameter import METHODS, edge_widths, edt_widths, fill_gaps, smooth_profile
 from .errors import QCAInputError, SpacingError
 from .lesions import lesion_regions, measure_lesions
-from .mask import prepare_mask
+from .mask import PreparedMask, prepare_mask
 from .reference import interpolated_reference
 from .result import LesionQCA, SegmentQCA
 
 THIN_PX = 2.5  # median width (px) below which diameters are at the resolution limit of the mask
+MIN_WIDTH_PX = 1.0  # the narrowest width a binary mask shows
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,57 @@ def _inner(s: np.ndarray, raw: np.ndarray, zone: float = 0.5) -> np.ndarray:
     return inner if inner.sum() >= 3 else np.ones(len(s), bool)
 
 
+def _widths(crop: np.ndarray, cl: Centerline, edt: np.ndarray, prep: PreparedMask, p: QCAParams):
+    """``(raw (N,), left (N,) | None, right (N,) | None)`` px: the unsmoothed diameter profile and, for
+    the edge method, the edge offsets; NaN where no lumen width is measurable."""
+    left = right = None
+    if p.method == "edge":
+        raw, left, right = edge_widths(crop, cl, 2.0 * float(edt.max()) + 3.0)
+    else:
+        raw = edt_widths(edt, cl, subpixel=p.method == "edt_subpixel")
+    if prep.touches_edge:  # a width cut off by the frame border is no lumen width
+        H, W = prep.frame_shape
+        lo, hi = np.array([-0.4, -0.4]), np.array([W - 0.6, H - 0.6])
+        xy = cl.xy + np.array(prep.offset[::-1], float)
+        for sign, side in ((1.0, left), (-1.0, right)):
+            off = np.nan_to_num(0.5 * raw if side is None else side)
+            e = xy + sign * off[:, None] * cl.normal
+            raw = np.where(np.any((e < lo) | (e > hi), axis=1), np.nan, raw)
+    if not np.isfinite(raw).any():  # degenerate (a dot)
+        raw = np.full(len(raw), max(2.0 * float(edt.max()) - 1.0, 1.0))
+    # A mask cannot show a lumen narrower than one pixel; across a diagonal one-pixel line the
+    # interpolated mask dips below 0.5 between pixels and would read less.
+    return np.maximum(raw, MIN_WIDTH_PX), left, right
+
+
+def _wider_end_first(cl: Centerline, raw: np.ndarray, left, right):
+    """Reverse the centreline (and profiles) when its last quarter is wider than its first."""
+    ok = np.flatnonzero(np.isfinite(raw))
+    if len(ok) < 4:
+        return cl, raw, left, right
+    k = max(2, len(ok) // 4)
+    if np.median(raw[ok[-k:]]) <= np.median(raw[ok[:k]]):
+        return cl, raw, left, right
+    if left is not None:
+        left, right = right[::-1].copy(), left[::-1].copy()
+    return cl.reversed(), raw[::-1].copy(), left, right
+
+
+def _shape_flags(cl: Centerline, med: float, hinted: bool, flags: List[str], warnings: List[str]) -> None:
+    if cl.branch_s:
+        flags.append("bifurcation")
+        warnings.append(f"{len(cl.branch_s)} side branch(es) ignored: measured the main path (the longest path "
+                        f"through the skeleton{', from the end nearest the ostium' if hinted else ''}); the "
+                        f"take-off zones are left out of the reference fit")
+    if med < THIN_PX:
+        flags.append("thin")
+        warnings.append(f"the vessel is about {med:.1f} px wide: diameters are at the resolution limit of the mask")
+    if cl.length < 3.0 * med:
+        flags.append("short")
+        warnings.append(f"the centreline ({cl.length:.1f} px) is shorter than 3 vessel diameters: the reference "
+                        f"diameter rests on very little healthy vessel")
+
+
 def measure_mask(
     mask: np.ndarray,
     mm_per_pixel: Optional[float] = None,
@@ -122,79 +174,40 @@ def measure_mask(
     spacing = check_spacing(mm_per_pixel)
     ost = _ostium(ostium)
     prep = prepare_mask(mask, name=source, max_hole_area_px=p.max_hole_area_px)
-    crop = prep.crop
     r0, c0 = prep.offset
     flags, warnings = list(prep.flags), list(prep.warnings)
 
-    edt = ndimage.distance_transform_edt(crop)
-    ost_crop = None if ost is None else (ost[0] - c0, ost[1] - r0)
-    cl = extract_centerline(crop, step=p.step_px, ostium_xy=ost_crop, edt=edt)
-
-    reach = 2.0 * float(edt.max()) + 3.0
-    left = right = None
-    if p.method == "edge":
-        raw, left, right = edge_widths(crop, cl, reach)
-    else:
-        raw = edt_widths(edt, cl, subpixel=p.method == "edt_subpixel")
-    n = len(raw)
-    if prep.touches_edge:  # a width cut off by the frame border is no lumen width
-        H, W = prep.frame_shape
-        half = 0.5 * raw if left is None else None
-        lo, hi = np.array([-0.4, -0.4]), np.array([W - 0.6, H - 0.6])
-        for k, side in enumerate((left, right)):
-            off = half if side is None else side
-            e = cl.xy + np.array([c0, r0], float) + (1 if k == 0 else -1) * np.nan_to_num(off)[:, None] * cl.normal
-            cut = np.any((e < lo) | (e > hi), axis=1)
-            raw = np.where(cut, np.nan, raw)
-    if not np.isfinite(raw).any():  # degenerate (a dot): the deepest point's 2 x EDT
-        raw = np.full(n, 2.0 * float(edt.max()) - 1.0 + 1e-9)
-    valid = np.isfinite(raw) & _inner(cl.s, raw, p.end_zone)
+    # centreline and diameter profile, in crop pixels
+    edt = ndimage.distance_transform_edt(prep.crop)
+    cl = extract_centerline(prep.crop, step=p.step_px, ostium_xy=None if ost is None else (ost[0] - c0, ost[1] - r0),
+                            edt=edt)
+    raw, left, right = _widths(prep.crop, cl, edt, prep, p)
+    if ost is None:
+        cl, raw, left, right = _wider_end_first(cl, raw, left, right)
+    s, n = cl.s, len(raw)
+    valid = np.isfinite(raw) & _inner(s, raw, p.end_zone)
     if not valid.any():
         valid = np.isfinite(raw)
     raw = np.where(valid, raw, np.nan)
     med = float(np.nanmedian(raw))
     window = max(p.min_window_px, p.smooth_window * med)
     d = smooth_profile(raw, cl.step, window, p.polyorder)
+    _shape_flags(cl, med, ost is not None, flags, warnings)
 
-    orientation = "ostium_hint" if ost is not None else "wider_end"
-    ok = np.flatnonzero(np.isfinite(raw))
-    if ost is None and len(ok) >= 4:
-        k = max(2, len(ok) // 4)
-        if np.median(raw[ok[-k:]]) > np.median(raw[ok[:k]]):
-            cl = cl.reversed()
-            raw, d, valid = raw[::-1].copy(), d[::-1].copy(), valid[::-1].copy()
-            if left is not None:
-                left, right = right[::-1].copy(), left[::-1].copy()
-
-    s = cl.s
+    # interpolated reference and lesions
     exclude = np.zeros(n, bool)
     for bs, br in zip(cl.branch_s, cl.branch_radius):
         exclude |= np.abs(s - bs) <= 2.0 * br + 1.0
-    if cl.branch_s:
-        flags.append("bifurcation")
-        warnings.append(f"{len(cl.branch_s)} side branch(es) ignored: measured the main path (the longest path "
-                        f"through the skeleton{', from the end nearest the ostium' if ost else ''}); the "
-                        f"take-off zones are left out of the reference fit")
-    if med < THIN_PX:
-        flags.append("thin")
-        warnings.append(f"the vessel is about {med:.1f} px wide: diameters are at the resolution limit of the mask")
-    if cl.length < 3.0 * med:
-        flags.append("short")
-        warnings.append(f"the centreline ({cl.length:.1f} px) is shorter than 3 vessel diameters: the reference "
-                        f"diameter rests on very little healthy vessel")
-
     fit = interpolated_reference(
         s, d, valid=valid, exclude=exclude, degree=p.reference_degree, detect_pct=p.detect_pct,
         edge_pct=p.edge_pct, margin_px=0.5 * med, max_iter=p.max_iter, clamp=p.clamp_reference,
     )
-    ref = fit.reference
-    regions = fit.regions
+    warnings.extend(fit.warnings)
+    ref, regions = fit.reference, fit.regions
     if p.reference == "global":  # baseline: one reference diameter (the median of the healthy samples)
-        g = float(np.median(d[fit.used])) if fit.used.any() else med
-        ref = np.full(n, g)
+        ref = np.full(n, float(np.median(d[fit.used])) if fit.used.any() else med)
         regions = lesion_regions(d, ref, p.detect_pct, p.edge_pct, valid)
     ref = np.maximum(ref, 1e-6)
-    warnings.extend(fit.warnings)
     if p.mld_window > 0:
         # Inside a lesion, a window as long as the lesion itself would fill in its narrowest part:
         # the profile there is smoothed over a fraction of the lesion's length instead.
@@ -204,20 +217,19 @@ def measure_mask(
             d[a:b] = smooth_profile(raw, cl.step, w, p.polyorder)[a:b]
     les_px = measure_lesions(s, d, ref, regions, valid)
 
-    ratio = np.where(valid, d / ref, np.inf)
-    worst = int(np.argmin(ratio)) if np.isfinite(ratio).any() else 0
     if les_px:  # the segment reports its worst lesion
         top = max(les_px, key=lambda L: L.percent_diameter_stenosis)
         worst = top.index
         seg_ref, seg_mld, seg_pct = top.reference, top.mld, top.percent_diameter_stenosis
     else:  # no lesion: the mean reference, and the point narrowest relative to it
-        seg_ref = float(np.mean(ref[valid])) if valid.any() else float(np.mean(ref))
-        seg_mld = float(d[worst])
-        seg_pct = 100.0 * (1.0 - d[worst] / ref[worst])
+        worst = int(np.argmin(np.where(valid, d / ref, np.inf)))
+        seg_ref = float(np.mean(ref[valid]))
+        seg_mld, seg_pct = float(d[worst]), float(100.0 * (1.0 - d[worst] / ref[worst]))
 
+    # to frame pixels and the output units
     k = spacing if spacing is not None else 1.0
     units = "mm" if spacing is not None else "px"
-    xy = cl.xy + np.array([c0, r0], float)  # crop -> frame pixels
+    xy = cl.xy + np.array([c0, r0], float)
     lesions = [
         LesionQCA(
             percent_diameter_stenosis=L.percent_diameter_stenosis, mld=L.mld * k, reference_diameter=L.reference * k,
@@ -226,19 +238,16 @@ def measure_mask(
         )
         for L in les_px
     ]
-    if left is not None:
-        edges = (xy + left[:, None] * cl.normal, xy - right[:, None] * cl.normal)
-    else:
-        rr = 0.5 * fill_gaps(raw)
-        edges = (xy + rr[:, None] * cl.normal, xy - rr[:, None] * cl.normal)
+    if left is None:
+        left = right = 0.5 * fill_gaps(raw)
+    edges = (xy + left[:, None] * cl.normal, xy - right[:, None] * cl.normal)
     return SegmentQCA(
         source=source, units=units, mm_per_pixel=spacing, reference_diameter=seg_ref * k, mld=seg_mld * k,
         percent_diameter_stenosis=float(seg_pct), centerline_length=cl.length * k, lesions=lesions,
-        orientation=orientation, n_side_branches=len(cl.branch_s), flags=flags, warnings=warnings,
-        meta=dict(meta or {}),
+        orientation="ostium_hint" if ost is not None else "wider_end", n_side_branches=len(cl.branch_s),
+        flags=flags, warnings=warnings, meta=dict(meta or {}),
         reference_fit={"method": p.reference, "degree": fit.degree, "iterations": fit.iterations,
-                       "converged": fit.converged,
-                       "healthy_fraction": round(float(fit.used.mean()), 3) if n else 0.0},
+                       "converged": fit.converged, "healthy_fraction": round(float(fit.used.mean()), 3)},
         s=s * k, diameter=d * k, diameter_raw=raw * k, reference=ref * k, centerline_xy=xy, edges_xy=edges,
         worst_index=worst,
     )

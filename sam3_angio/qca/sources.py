@@ -152,7 +152,7 @@ def cass_of(name: Optional[str], explicit: Any = None) -> Tuple[Optional[int], O
     return cid, CASS_BY_ID[cid].name
 
 
-def _decode(seg: Any, h: int, w: int) -> np.ndarray:
+def decode_segmentation(seg: Any, h: int, w: int) -> np.ndarray:
     """A COCO segmentation (polygons, uncompressed or compressed RLE) -> ``(h, w)`` bool."""
     if isinstance(seg, list):
         polys = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
@@ -221,7 +221,7 @@ def iter_coco(path: PathLike, images_dir: Optional[PathLike] = None,
         try:
             sp = spacing_of(im, f"COCO file '{path}', image {im['id']}")
             item.mm_per_pixel = sp if sp is not None else mm_per_pixel
-            item.mask = _decode(ann.get("segmentation"), int(im["height"]), int(im["width"]))
+            item.mask = decode_segmentation(ann.get("segmentation"), int(im["height"]), int(im["width"]))
         except QCAInputError:
             raise
         except Exception as e:  # one unreadable annotation does not stop the others
@@ -288,7 +288,7 @@ def iter_predictions(path: PathLike, image_info: Optional[PathLike] = None, imag
                 h, w = int(im["height"]), int(im["width"])
             else:
                 raise ValueError("polygons need the image size: give --image-info with the images")
-            item.mask = _decode(seg, h, w)
+            item.mask = decode_segmentation(seg, h, w)
         except QCAInputError:
             raise
         except Exception as e:
@@ -307,5 +307,5 @@ def mask_file_item(mask_path: PathLike, mm_per_pixel: Optional[float] = None, im
                     ostium=ostium, meta={"frame": frame, **(meta or {})})
 
 
-__all__: List[str] = ["MaskItem", "cass_of", "iter_coco", "iter_predictions", "mask_file_item", "read_frame",
+__all__: List[str] = ["MaskItem", "cass_of", "decode_segmentation", "iter_coco", "iter_predictions", "mask_file_item", "read_frame",
                       "read_mask_file"]
