@@ -57,8 +57,7 @@ def bench_phantoms(n: int = 40, seed: int = 0) -> None:
     cosine narrowing): per-sample width error away from the ends and the MLD error, in pixels."""
     from scipy.spatial import cKDTree
 
-    from sam3_angio.qca import phantom
-    from sam3_angio.qca import measure_mask
+    from sam3_angio.qca import measure_mask, phantom
 
     rng = np.random.default_rng(seed)
     methods = {"edge (ours)": QCAParams(), "2xEDT plain": QCAParams(method="edt"),
@@ -148,11 +147,12 @@ def bench_size(root: Path, size: int, workers: int) -> Dict:
     print(f"    targets: {_verdict(s_all)}")
     lo = s_wp["n_left_out"]
     print_table(s_wp, f"ours, well-posed rows: lesion projected/true length >= {FORESHORTENED}, mask not carved by an "
-                      f"overlapping part of the vessel ({lo['n']} lesion rows and {lo['healthy']} healthy rows left out)")
+                      f"overlapping part of the vessel ({lo['n']} lesion rows and {lo['healthy']} healthy rows "
+                      f"left out)")
     print(f"    targets: {_verdict(s_wp)}")
     floor = sum(1 for r in les if r.mld_mm < MASK_FLOOR_PX * r.mm_per_pixel)
-    print_table(s_wp, f"limits (well-posed rows): {floor}/{len(les)} lesion rows have a true MLD below the masks' "
-                      f"1-px floor; errors against the floor and against the projected truth (no calibration error)",
+    print_table(s_wp, f"limits: {floor} of all {len(les)} lesion rows have a true MLD below the masks' 1-px floor; "
+                      f"well-posed rows against that floor and against the projected truth (no calibration error)",
                 keys=("pct_floor", "mld_floor_mm", "mld_projected_mm", "ref_projected_mm"))
     mag = np.array([r.magnification for r in les if r.magnification is not None])
     if mag.size:

@@ -50,11 +50,13 @@ def synthetic_figure(out: Path, seed: int = 5) -> None:
         with open(root / r["contours_path"]) as f:
             ost = json.load(f)["centerline"][0]
         q = measure_mask(mask, float(r["mm_per_pixel"]), ostium=ost, source=Path(r["vessel_mask_actual_path"]).name)
-        title = (f"synthetic {r['patient_id']} {r['vessel_pattern']} (seed {seed}): truth {float(r['stenosis_pct']):.0f}% DS, "
+        title = (f"synthetic {r['patient_id']} {r['vessel_pattern']} (seed {seed}): "
+                 f"truth {float(r['stenosis_pct']):.0f}% DS, "
                  f"MLD {float(r['mld_mm']):.2f} mm, reference {float(r['reference_diameter_mm']):.2f} mm")
         segment_figure(q, out, image=frame / max(float(frame.max()), 1e-9), mask=mask, title=title)
         print(f"{out.name}: {title}; measured " + "; ".join(
-            f"{L.percent_diameter_stenosis:.0f}% DS, MLD {L.mld:.2f} mm, ref {L.reference_diameter:.2f} mm" for L in q.lesions))
+            f"{L.percent_diameter_stenosis:.0f}% DS, MLD {L.mld:.2f} mm, ref {L.reference_diameter:.2f} mm"
+            for L in q.lesions))
 
 
 def vessel_near_stenosis(image: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -74,8 +74,11 @@ def _run(args: argparse.Namespace) -> QCAReport:
         report.inputs = inputs
         if not report.segments:
             where = args.mask or args.coco or args.predictions
-            why = (f"{len(report.skipped)} skipped, the first: {report.skipped[0]['source']}: "
-                   f"{report.skipped[0]['error']}" if report.skipped else "it holds no mask (or none above --min-score)")
+            if report.skipped:
+                first = report.skipped[0]
+                why = f"{len(report.skipped)} skipped, the first: {first['source']}: {first['error']}"
+            else:
+                why = "it holds no mask (or none above --min-score)"
             raise QCAInputError(f"nothing to measure in '{where}': {why}")
         write_report(report, tmp, profile=args.profile)
     return report

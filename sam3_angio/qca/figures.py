@@ -68,7 +68,8 @@ def segment_figure(q: SegmentQCA, out_path: PathLike, image: Optional[np.ndarray
         c = LESION_COLOURS[k % len(LESION_COLOURS)]
         ax1.axvspan(les.start, les.end, color=c, alpha=0.15)
         ax1.plot([les.position], [les.mld], "v", color=c, ms=7)
-        ax1.annotate(f"{les.percent_diameter_stenosis:.0f}% DS\nMLD {les.mld:.2f} {u}\nref {les.reference_diameter:.2f} {u}",
+        label = f"{les.percent_diameter_stenosis:.0f}% DS\nMLD {les.mld:.2f} {u}\nref {les.reference_diameter:.2f} {u}"
+        ax1.annotate(label,
                      (les.position, les.mld), textcoords="offset points", xytext=(6, -30), fontsize=7, color=c)
     ax1.set_xlabel(f"distance from the start along the centreline ({u})")
     ax1.set_ylabel(f"lumen diameter ({u})")
@@ -77,7 +78,8 @@ def segment_figure(q: SegmentQCA, out_path: PathLike, image: Optional[np.ndarray
     ax1.legend(fontsize=7, loc="upper right")
     ax1.grid(alpha=0.3)
     head = title or q.source
-    summary = (f"{len(q.lesions)} lesion(s); reference {q.reference_diameter:.2f} {u}, worst {q.percent_diameter_stenosis:.0f}% DS"
+    summary = (f"{len(q.lesions)} lesion(s); reference {q.reference_diameter:.2f} {u}, "
+               f"worst {q.percent_diameter_stenosis:.0f}% DS"
                + ("" if u == "mm" else "  (no pixel spacing: pixels)"))
     if q.flags:
         summary += "  [" + ", ".join(q.flags) + "]"

@@ -107,7 +107,8 @@ def read_json(path: PathLike, what: str) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise QCAInputError(f"{what} '{path}' is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        raise QCAInputError(f"{what} '{path}' is not valid JSON: {e.msg} at line {e.lineno}, "
+                            f"column {e.colno}") from None
     except UnicodeDecodeError:
         raise QCAInputError(f"{what} '{path}' is not UTF-8 text (is it a JSON file?)") from None
 
@@ -307,5 +308,5 @@ def mask_file_item(mask_path: PathLike, mm_per_pixel: Optional[float] = None, im
                     ostium=ostium, meta={"frame": frame, **(meta or {})})
 
 
-__all__: List[str] = ["MaskItem", "cass_of", "decode_segmentation", "iter_coco", "iter_predictions", "mask_file_item", "read_frame",
-                      "read_mask_file"]
+__all__: List[str] = ["MaskItem", "cass_of", "decode_segmentation", "iter_coco", "iter_predictions", "mask_file_item",
+                      "read_frame", "read_mask_file"]

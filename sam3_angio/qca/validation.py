@@ -134,7 +134,8 @@ def read_truth(root: PathLike) -> List[TruthRow]:
                 mask_path=root / r["vessel_mask_actual_path"], mm_per_pixel=float(r["mm_per_pixel"]),
                 cass=int(r["cass_segment"]), phase=r["phase"], stenosis_pct=num("stenosis_pct"),
                 mld_mm=num("mld_mm"), reference_diameter_mm=num("reference_diameter_mm"),
-                centerline=np.asarray(c["centerline"], np.float64), diameters_px=np.asarray(c["diameters_px"], np.float64),
+                centerline=np.asarray(c["centerline"], np.float64),
+                diameters_px=np.asarray(c["diameters_px"], np.float64),
             )
             st = c.get("stenosis")
             if st:
@@ -161,7 +162,8 @@ def evaluate_row(row: TruthRow, params: Optional[QCAParams] = None, use_ostium: 
     return evaluate_row_many(row, [params], use_ostium)[0]
 
 
-def evaluate_row_many(row: TruthRow, params_list: List[Optional[QCAParams]], use_ostium: bool = True) -> List[RowResult]:
+def evaluate_row_many(row: TruthRow, params_list: List[Optional[QCAParams]],
+                      use_ostium: bool = True) -> List[RowResult]:
     """:func:`evaluate_row` for several settings, reading the mask once."""
     with Image.open(row.mask_path) as im:
         mask = np.asarray(im) > 0
