@@ -1,0 +1,139 @@
+"""tools/qca.py end to end: --mask, --coco and --predictions write qca.json (the issue's keys), qca.csv
+(a row per lesion) and a figure per segment; bad input is one error line, exit 2, output untouched."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from qca_helpers import save_png, tube, write_coco, write_predictions
+
+from sam3_angio.qca.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SEGMENT_KEYS = {"source", "reference_diameter_mm", "lesions"}
+LESION_KEYS = {"percent_diameter_stenosis", "mld_mm", "reference_diameter_mm", "lesion_length_mm", "position_mm"}
+
+
+@pytest.fixture(scope="module")
+def masks():
+    one, _, _ = tube(lesions=[(100.0, 48.0, 60.0)])
+    two, _, _ = tube(length=220.0, bend=40.0, lesions=[(60.0, 36.0, 40.0), (160.0, 36.0, 75.0)])
+    return one, two
+
+
+def _read(out: Path):
+    data = json.loads((out / "qca.json").read_text())
+    with open(out / "qca.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return data, rows
+
+
+def test_mask_mode_as_a_user_types_it(tmp_path, masks):
+    mpath = save_png(tmp_path / "seg.png", masks[0])
+    frame = tmp_path / "frame.png"
+    Image.fromarray((200 - 120 * masks[0]).astype(np.uint8)).save(frame)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "qca.py"), "--mask", str(mpath), "--mm-per-pixel",
+                           "0.25", "--image", str(frame), "--out", str(out)], capture_output=True, text=True,
+                          cwd=str(ROOT), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data, rows = _read(out)
+    (seg,) = data["segments"]
+    assert SEGMENT_KEYS <= set(seg) and seg["units"] == "mm"
+    (les,) = seg["lesions"]
+    assert LESION_KEYS <= set(les)
+    assert les["percent_diameter_stenosis"] == pytest.approx(60.0, abs=3.0)
+    assert len(rows) == 1 and rows[0]["units"] == "mm" and float(rows[0]["mld"]) == pytest.approx(les["mld_mm"])
+    assert (out / seg["figure"]).is_file() and seg["figure"].startswith("figures/")
+
+
+def test_mask_mode_without_spacing_writes_px_keys(tmp_path, masks):
+    out = tmp_path / "out"
+    assert main(["--mask", str(save_png(tmp_path / "seg.png", masks[0])), "--out", str(out), "--no-figures"]) == 0
+    data, rows = _read(out)
+    seg = data["segments"][0]
+    assert {"source", "reference_diameter_px", "lesions"} <= set(seg) and seg["units"] == "px"
+    assert {k.replace("_mm", "_px") for k in LESION_KEYS} <= set(seg["lesions"][0])
+    assert rows[0]["units"] == "px" and not (out / "figures").exists()
+
+
+def test_coco_mode_measures_every_annotation_with_the_image_spacing(tmp_path, masks):
+    ann = write_coco(tmp_path / "annotations.json", list(masks), mm_per_pixel=0.25)
+    (tmp_path / "images").mkdir()
+    Image.fromarray((200 - 120 * masks[0]).astype(np.uint8)).save(tmp_path / "images" / "frame.png")
+    out = tmp_path / "out"
+    assert main(["--coco", str(ann), "--images", str(tmp_path / "images"), "--out", str(out)]) == 0
+    data, rows = _read(out)
+    assert [len(s["lesions"]) for s in data["segments"]] == [1, 2]
+    for s in data["segments"]:
+        assert s["units"] == "mm" and s["cass_segment"] == 13 and s["cass_name"] == "mid LAD"
+        assert s["frame"] == "frame.png" and (out / s["figure"]).is_file()
+    assert len(rows) == 3 and {r["cass_segment"] for r in rows} == {"13"}
+    assert [r["lesion"] for r in rows] == ["1", "1", "2"]
+
+
+def test_predictions_mode_keeps_scores_above_the_threshold(tmp_path, masks):
+    pred = write_predictions(tmp_path / "predictions.json", list(masks), scores=[0.9, 0.2], mm_per_pixel=0.25)
+    out = tmp_path / "out"
+    assert main(["--predictions", str(pred), "--out", str(out), "--no-figures"]) == 0
+    data, rows = _read(out)
+    (seg,) = data["segments"]
+    assert seg["score"] == 0.9 and seg["cass_name"] == "mid LAD" and seg["mm_per_pixel"] == 0.25
+    assert len(rows) == 1
+    out2 = tmp_path / "out2"
+    assert main(["--predictions", str(pred), "--out", str(out2), "--no-figures", "--min-score", "0.1"]) == 0
+    assert len(_read(out2)[0]["segments"]) == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "non_binary", "bad_spacing", "bad_coco"])
+def test_bad_input_is_one_error_line_exit_2_and_leaves_the_output_alone(tmp_path, masks, capsys, case):
+    out = tmp_path / "out"
+    assert main(["--mask", str(save_png(tmp_path / "good.png", masks[0])), "--out", str(out), "--no-figures"]) == 0
+    before = (out / "qca.json").read_bytes()
+    capsys.readouterr()
+    bad = tmp_path / "bad.png"
+    args = ["--mask", str(bad)]
+    if case == "empty":
+        save_png(bad, np.zeros((64, 64), bool))
+    elif case == "unreadable":
+        bad.write_bytes(b"not a png at all")
+    elif case == "non_binary":
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 7).save(bad)
+    elif case == "bad_spacing":
+        args = ["--mask", str(tmp_path / "good.png"), "--mm-per-pixel", "-1"]
+    elif case == "bad_coco":
+        bad = tmp_path / "bad.json"
+        bad.write_text("{not json")
+        args = ["--coco", str(bad)]
+    rc = main(args + ["--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
+    named = "--mm-per-pixel" if case == "bad_spacing" else bad.name
+    assert named in err[0]
+    assert (out / "qca.json").read_bytes() == before
+
+
+def test_existing_output_needs_overwrite(tmp_path, masks, capsys):
+    m = str(save_png(tmp_path / "seg.png", masks[0]))
+    out = tmp_path / "out"
+    assert main(["--mask", m, "--out", str(out), "--no-figures"]) == 0
+    capsys.readouterr()
+    assert main(["--mask", m, "--out", str(out), "--no-figures"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["--mask", m, "--out", str(out), "--no-figures", "--overwrite"]) == 0
+
+
+def test_an_empty_annotation_is_skipped_and_reported_in_a_batch(tmp_path, masks, capsys):
+    ann = write_coco(tmp_path / "annotations.json", [masks[0], np.zeros_like(masks[0])])
+    out = tmp_path / "out"
+    assert main(["--coco", str(ann), "--out", str(out), "--no-figures"]) == 0
+    data, _ = _read(out)
+    assert len(data["segments"]) == 1 and len(data["skipped"]) == 1
+    assert "empty" in data["skipped"][0]["error"] and "warning: skipped" in capsys.readouterr().err
