@@ -11,7 +11,7 @@ the two share a side-neighbour in the skeleton (a corner is not walked twice). E
 Kulpa's coefficients, 0.948 (side) and 1.343 (diagonal) (Z. Kulpa, Computer Graphics and Image
 Processing 6 (1977) 434-451), which remove the +5.5 % mean bias of the plain 1 / sqrt(2) weights over
 random orientations: a circle's skeleton measures within 1 % of 2 pi r, a straight vessel within
--5 / +2 % at any angle (tests/inference/test_predict_cli_outputs.py). Branches are included: the length
+-5 / +4 % at any angle (tests/inference/test_predict_cli_outputs.py). Branches are included: the length
 is the whole skeleton's, for a segment mask that is one vessel stretch and its side-twigs.
 """
 

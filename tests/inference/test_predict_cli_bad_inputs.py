@@ -91,3 +91,16 @@ def test_a_checkpoint_of_another_task_says_which_config_to_pass(trained_cass_run
     assert rc == 2 and "\n" not in err
     assert "'vessel' task" in err and "'cass'" in err and "vessel_segmentation.yaml" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bare_state_dict_without_the_cass_head_is_one_line(trained_cass_run, tmp_path, capsys):
+    """A checkpoint with no run info (a bare state dict, e.g. of a phase-1 tree model) that lacks the
+    CASS model's head and view encoder: the missing modules are named on one line."""
+    import torch
+
+    sd = torch.load(trained_cass_run / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    torch.save({k: v for k, v in sd.items() if not k.startswith(("cass_head.", "view_encoder."))}, tmp_path / "tree.pt")
+    rc, err = _run([str(_png(tmp_path)), "--checkpoint", str(tmp_path / "tree.pt"), "-c",
+                    str(trained_cass_run / "config_resolved.yaml"), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "\n" not in err
+    assert "tree.pt lacks" in err and "cass_head: " in err and "view_encoder: " in err and "(-c)" in err
