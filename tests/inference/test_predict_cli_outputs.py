@@ -168,6 +168,33 @@ def test_a_failure_while_writing_leaves_the_previous_output_whole(predicted, inp
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary folder is left behind"
 
 
+def test_a_study_csv_gives_one_folder_per_cine_with_contour_angles_and_no_patient_id(cass_predictor, tmp_path):
+    from data_fixtures import write_handmade
+
+    from sam3_angio.inference.cli import main
+
+    csv_path = write_handmade(tmp_path / "study")  # cines p0, p1 (patients P0, P1); rows 1-2 and 3-4 on frame 1
+    out = tmp_path / "out"
+    assert main([str(csv_path), "--checkpoint", "x.pt", "--out", str(out), "--quiet"], predictor=cass_predictor) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p0", "p1"]
+    im = _doc(out, "p1")["images"][0]
+    assert (im["kind"], im["frame_index"], im["csv_rows"], im["file_name"]) == ("csv", 1, [3, 4], "p1_f0001.png")
+    assert (im["view_angles"], im["angles_source"], im["mm_per_pixel"], im["spacing_source"]) == (
+        {"primary": -29.0, "secondary": 25.0}, "contours", 0.3, "csv")
+    for f in out.rglob("*"):
+        if f.suffix in (".json", ".csv"):
+            text = f.read_text()
+            assert '"P0"' not in text and '"P1"' not in text and ",P0," not in text and ",P1," not in text
+
+
+def test_no_dicom_patient_tag_reaches_the_outputs(predicted):
+    out, proc = predicted
+    for f in (out / "run").iterdir():
+        if f.suffix in (".json", ".csv"):
+            assert "ANONYMOUS" not in f.read_text()  # write_xa_dicom's PatientName / PatientID
+    assert "ANONYMOUS" not in proc.stdout + proc.stderr
+
+
 # ------------------------------------------------------------------------------------------------ pieces
 
 
