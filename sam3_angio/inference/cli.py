@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  tools/predict.py run.dcm --checkpoint experiments/cass/checkpoints/checkpoint.pt --out pred/\n"
-            "  tools/predict.py cine.npy --frames best --angles -30,25 --mm-per-pixel 0.3 --checkpoint CKPT --out pred/\n"
+            "  tools/predict.py cine.npy --frames best --angles -30,25 --mm-per-pixel 0.3 --checkpoint CKPT "
+            "--out pred/\n"
             "  tools/predict.py frames/ --recursive --checkpoint CKPT -c configs/angiography/cass.yaml --out pred/ "
             "paths.data_root=/data\n"
             "Arguments with '=' that are not existing files are Hydra overrides for the config."
@@ -178,6 +179,13 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
     if not 0.0 <= args.score_thr <= 1.0:
         raise InputError(f"--score-thr {args.score_thr}: expected a score between 0 and 1")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; expected a folder (created if missing)")
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
     sources = find_inputs(inputs, recursive=args.recursive)
     _check_free(out, sources, args.overwrite)
     progress = not args.quiet
@@ -193,24 +201,31 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
                                           device=args.device, naming=args.naming)
             print(banner(p.info.model), flush=True)
             state["predictor"] = p
-        elif args.naming is not None:
-            state["predictor"].naming = args.naming
         return state["predictor"]
 
+    given_naming = predictor.naming if predictor is not None else None
+    if predictor is not None and args.naming is not None:
+        predictor.naming = args.naming  # for this run only (restored below)
     written: List[Path] = []
     t0 = time.perf_counter()
     n_frames = 0
-    for source in _progress(sources, progress and len(sources) > 1, "file"):
-        try:
-            frames = list(iter_source(source, args.frames, args.angles, args.mm_per_pixel))
-            for group in _groups(frames):
-                written.append(predict_input(get_predictor(), group, out, args, progress))
-                n_frames += len(group)
-        except UserError as e:
-            if written:
-                raise UserError(f"{e} (stopped there; the {len(written)} input(s) before it are complete in "
-                                f"'{out}')") from None
-            raise
+    try:
+        for source in _progress(sources, progress and len(sources) > 1, "file"):
+            try:
+                frames = list(iter_source(source, args.frames, args.angles, args.mm_per_pixel))
+                if not frames:
+                    raise InputError(f"input '{source.path}' holds no frame to predict")
+                for group in _groups(frames):
+                    written.append(predict_input(get_predictor(), group, out, args, progress))
+                    n_frames += len(group)
+            except UserError as e:
+                if written:
+                    raise UserError(f"{e} (stopped there; the {len(written)} input(s) before it are complete in "
+                                    f"'{out}')") from None
+                raise
+    finally:
+        if predictor is not None:
+            predictor.naming = given_naming
     dt = time.perf_counter() - t0
     print(f"wrote {len(written)} input{'s' if len(written) != 1 else ''} ({n_frames} frames, {dt:.1f} s) to {out}")
     return 0
@@ -220,7 +235,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
                   progress: bool = False) -> Path:
     """Predict the frames of one input and write its folder ``out/<input_id>`` (all or nothing)."""
     from sam3_angio.inference import outputs as O
-    from sam3_angio.inference.overlay import render_overlay, write_gif
+    from sam3_angio.inference.overlay import write_gif
 
     first = frames[0]
     target = out / first.input_id
@@ -249,12 +264,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             all_instances += insts
             segs = O.measure(insts, args.score_thr)
             rows += [O.segment_row(frame, s) for s in segs]
-            header = (f"{info['model']} | {O.view_text(frame)} | "
-                      + (f"frame {frame.frame_index} of {frame.n_frames} | " if frame.kind != "image" else "")
-                      + f"{len(segs)} segment(s) >= {args.score_thr:g}")
-            picture, _ = render_overlay(frame.image, [{"mask": s.mask, "label": s.label, "anchor": s.anchor,
-                                                       "category_id": s.instance["category_id"]} for s in segs],
-                                        header)
+            picture = O.frame_overlay(frame, segs, info["model"], args.score_thr)
             O.save_png(tmp / O.overlay_name(frame), picture)
             pictures.append(O.overlay_name(frame))
             names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")

@@ -84,6 +84,23 @@ def measure(instances: Sequence[dict], score_thr: float) -> List[Segment]:
     return out
 
 
+def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "", score_thr: float = 0.5
+                  ) -> np.ndarray:
+    """The overlay picture (RGB uint8) of one frame and its measured segments, with a header line
+    (model, view, frame, how many segments) - what ``overlay*.png`` hold."""
+    from sam3_angio.inference.overlay import render_overlay
+
+    parts = [model] if model else []
+    parts.append(view_text(frame) if frame.view_angles is not None else "angles unknown")
+    if frame.kind != "image":
+        parts.append(f"frame {frame.frame_index} of {frame.n_frames}")
+    parts.append(f"{len(segments)} segment(s) >= {score_thr:g}")
+    picture, _ = render_overlay(frame.image, [{"mask": s.mask, "label": s.label, "anchor": s.anchor,
+                                               "category_id": s.instance["category_id"]} for s in segments],
+                                " | ".join(parts))
+    return picture
+
+
 def segment_row(frame: InputFrame, seg: Segment) -> dict:
     inst = seg.instance
     mm = frame.mm_per_pixel
