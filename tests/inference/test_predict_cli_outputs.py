@@ -130,7 +130,7 @@ def test_segments_csv_rows_match_the_instances_with_lengths_in_mm_only_when_spac
                 assert float(row["length_mm"]) == pytest.approx(float(row["length_px"]) * mm, abs=0.05 * mm + 0.005)
 
 
-def test_overlays_are_pictures_and_the_gif_has_one_frame_per_frame(predicted):
+def test_overlays_are_pictures_and_the_gif_plays_the_frames_at_the_dicom_rate(predicted):
     import imageio.v3 as iio
 
     out, _ = predicted
@@ -138,6 +138,10 @@ def test_overlays_are_pictures_and_the_gif_has_one_frame_per_frame(predicted):
     assert png.ndim == 3 and png.shape[2] == 3 and png.shape[1] == 512  # 128 px frames scaled x4
     gif = iio.imread(out / "run" / "overlay.gif", index=None)
     assert gif.shape[0] == 2
+    from PIL import Image
+
+    with Image.open(out / "run" / "overlay.gif") as im:
+        assert im.info["duration"] == 80 and im.info["loop"] == 0  # the DICOM's 12.5 frames/s, looping
 
 
 def test_an_existing_output_is_refused_before_the_model_loads_and_kept(predicted, inputs, capsys):
