@@ -59,7 +59,7 @@ def ground_truth_panel(coco: dict, image_id: int, images: Path):
         rles = mask_utils.frPyObjects(a["segmentation"], im["height"], im["width"])
         m = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
         segs.append({"mask": m, "label": cass_name(cass), "category_id": cass, "anchor": anchor_point(m)})
-    picture, _ = render_overlay(frame, segs, f"ARCADE annotation (SYNTAX -> CASS), {im['file_name']}")
+    picture, _ = render_overlay(frame, segs, f"ARCADE annotation (SYNTAX -> CASS), not a prediction")
     return picture
 
 

@@ -73,12 +73,16 @@ class Segment:
 
 
 def measure(instances: Sequence[dict], score_thr: float) -> List[Segment]:
-    """The instances with ``score >= score_thr`` (best first, as given), each decoded and measured."""
+    """The instances with ``score >= score_thr`` and a non-empty mask (best first, as given), each
+    decoded and measured. (An instance whose mask is empty at the frame's size has no place in the
+    frame: it stays in predictions.json, not in segments.csv or the overlay.)"""
     out = []
     for inst in instances:
-        if inst["score"] < score_thr or inst.get("segmentation") is None:
+        if inst["score"] < score_thr or inst.get("segmentation") is None or inst.get("area", 1) == 0:
             continue
         mask = mask_utils.decode(inst["segmentation"]).astype(bool)
+        if not mask.any():
+            continue
         skel = skeleton(mask)
         out.append(Segment(inst, mask, skeleton_length(skel), anchor_point(mask, skel)))
     return out
