@@ -76,3 +76,35 @@ def cass_batch(tiny_data_root):
     from model_fixtures import make_batches
 
     return make_batches(tiny_data_root, "cass")[0]
+
+
+@pytest.fixture(scope="session")
+def trained_cass_run(tiny_data_root, tmp_path_factory) -> Path:
+    """A CASS run of the tiny model (1 epoch on ``tiny_data_root``) whose classes are the tiny data's
+    [1, 2, 12, 13], so that a Predictor of it asks the text queries the val split's evaluation asks.
+    Returns the experiment folder (checkpoints/checkpoint.pt, config_resolved.yaml)."""
+    exp = tmp_path_factory.mktemp("cass_run_4cls")
+    run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1),
+               "model.class_ids=[1,2,12,13]"], check=True)
+    return exp
+
+
+@pytest.fixture(scope="session")
+def cass_predictor(trained_cass_run):
+    """The Predictor of ``trained_cass_run``, as tools/predict.py builds it from the checkpoint."""
+    from sam3_angio.inference import Predictor
+
+    return Predictor.from_checkpoint(str(trained_cass_run / "checkpoints" / "checkpoint.pt"))
+
+
+@pytest.fixture(scope="session")
+def val_frames(tiny_data_root):
+    """The tiny data's CASS val frames (H, W) uint8 and their COCO image records."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    split = tiny_data_root / "coco_cass" / "val"
+    records = json.loads((split / "annotations.json").read_text())["images"]
+    return [np.asarray(Image.open(split / "images" / r["file_name"])) for r in records], records

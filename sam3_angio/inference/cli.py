@@ -1,0 +1,279 @@
+"""Command line of ``tools/predict.py``: angiograms in (cine .npy, PNG/JPEG, DICOM, a folder of them, the
+study CSV), named coronary segments out (predictions.json, segments.csv, overlays; see ``outputs.py``).
+
+    python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
+        [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
+        [overrides...]
+
+Inputs are read by ``sam3_angio.data.inputs`` and named by the ``Predictor`` that ``tools/eval.py`` uses.
+One input is read whole before it is predicted (a long cine or a study CSV is held in memory as 8-bit
+frames); its outputs are written to a hidden folder and renamed to ``DIR/<input_id>`` when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from sam3_angio.data.atomic import OutputExistsError, atomic_output_dir
+from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, find_inputs, iter_source, parse_angles,
+                                    parse_frames)
+from sam3_angio.errors import UserError, run_cli
+from sam3_angio.inference.naming import RULES
+
+_NEGATIVE_VALUE = re.compile(r"^-\d")  # "-30,25": a value, not an option
+_VALUE_OPTIONS = ("--angles",)  # options whose value may start with a minus sign
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tools/predict.py", allow_abbrev=False,
+        description=("Name the coronary segments of angiograms with a trained run: writes DIR/<input>/"
+                     "predictions.json, segments.csv and overlay pictures (docs/inference.md)."),
+        epilog=(
+            "examples:\n"
+            "  tools/predict.py run.dcm --checkpoint experiments/cass/checkpoints/checkpoint.pt --out pred/\n"
+            "  tools/predict.py cine.npy --frames best --angles -30,25 --mm-per-pixel 0.3 --checkpoint CKPT "
+            "--out pred/\n"
+            "  tools/predict.py frames/ --recursive --checkpoint CKPT -c configs/angiography/cass.yaml --out pred/ "
+            "paths.data_root=/data\n"
+            "Arguments with '=' that are not existing files are Hydra overrides for the config."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("items", nargs="+", metavar="INPUT", help="cine .npy (T,H,W[,C]), PNG/JPEG/BMP/TIFF frame, "
+                   "DICOM file, folder of these, or the study CSV; then optional Hydra overrides (key=value)")
+    p.add_argument("--checkpoint", required=True, help="the run's checkpoint.pt (or a bare state dict)")
+    p.add_argument("-c", "--config", help="the run's config (path or name); default: the config_resolved.yaml "
+                   "tools/train.py saved beside the checkpoint")
+    p.add_argument("--out", required=True, help="output folder; each input writes DIR/<input name>/")
+    p.add_argument("--frames", default="all", help="all | i,j,k (0-based) | best (the best-opacified frame, "
+                   "docs/inference.md); default all")
+    p.add_argument("--angles", help="PRIMARY,SECONDARY degrees, LAO and cranial positive (e.g. -30,25 = RAO 30 "
+                   "CRA 25); overrides the DICOM header / contours JSON for every input")
+    p.add_argument("--mm-per-pixel", type=float, help="pixel spacing at the isocenter in mm; overrides the "
+                   "DICOM header / CSV for every input")
+    p.add_argument("--naming", choices=list(RULES), default=None,
+                   help="how a segment is named: fused (head + query, default of the config), head, query")
+    p.add_argument("--score-thr", type=float, default=0.5, help="segments at or above this score go to "
+                   "segments.csv and the overlays (predictions.json keeps every instance); default 0.5")
+    p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
+                   "is kept until the new one is complete)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available and the run "
+                   "trained on it)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def join_negative_values(argv: Sequence[str], options: Sequence[str] = _VALUE_OPTIONS) -> List[str]:
+    """``--angles -30,25`` -> ``--angles=-30,25``: argparse takes a value that starts with '-' (and is
+    not a plain number) for an option and stops with "expected one argument"."""
+    out: List[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in options and i + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def split_items(items: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Positional arguments -> (inputs, Hydra overrides): an existing path is an input, else an
+    argument with '=' is an override, else an input (reported missing by the input layer)."""
+    inputs, overrides = [], []
+    for item in items:
+        if not os.path.exists(item) and "=" in item:
+            overrides.append(item)
+        else:
+            inputs.append(item)
+    return inputs, overrides
+
+
+def main(argv: Optional[List[str]] = None, predictor=None) -> int:
+    """Run the command; ``predictor``: an already built Predictor (notebooks, tests) instead of
+    ``--checkpoint``'s (the flag is still required and recorded)."""
+    parser = build_parser()
+    args = parser.parse_intermixed_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    inputs, overrides = split_items(args.items)
+    if not inputs:
+        parser.error("no INPUT given (only overrides): name a cine .npy, an image, a DICOM file, a folder or "
+                     "the study CSV")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    return run_cli(lambda: run(args, inputs, overrides, predictor))
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def _progress(items: Sequence, enabled: bool, unit: str, leave: bool = True) -> Iterable:
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _plain_progress(items, unit)
+    return tqdm(items, unit=unit, file=sys.stderr, leave=leave, dynamic_ncols=True)
+
+
+def _plain_progress(items: Sequence, unit: str) -> Iterable:
+    t0 = time.perf_counter()
+    for i, item in enumerate(items):
+        if i % 10 == 0:
+            print(f"  {i}/{len(items)} {unit}s, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        yield item
+    print(f"  {len(items)}/{len(items)} {unit}s, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def _check_free(out: Path, sources: Sequence[InputSource], overwrite: bool) -> None:
+    """Before the model loads: no input may land on an existing output unless --overwrite. (A study
+    CSV's outputs are named by its cines and checked when they are written.)"""
+    if overwrite:
+        return
+    taken = [s.input_id for s in sources if s.kind != "csv" and (out / s.input_id).exists()
+             and any((out / s.input_id).iterdir())]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise OutputExistsError(f"output folder '{out / taken[0]}'{more} already exists; pass --overwrite to "
+                                f"replace it (the old one is kept until the new one is complete) or choose "
+                                f"another --out")
+
+
+def _groups(frames: List[InputFrame]) -> List[List[InputFrame]]:
+    """Frames of one source by input_id (a study CSV holds several cines), in order of first appearance."""
+    by: Dict[str, List[InputFrame]] = {}
+    for f in frames:
+        by.setdefault(f.input_id, []).append(f)
+    return list(by.values())
+
+
+def _describe_view(frame: InputFrame) -> str:
+    if frame.view_angles is None:
+        return "angles unknown (none in the file, no --angles): named without the view"
+    return f"angles {frame.view_angles.describe()} ({frame.angles_source})"
+
+
+def _describe_spacing(frame: InputFrame) -> str:
+    if frame.mm_per_pixel is None:
+        return "spacing unknown (lengths in px only; --mm-per-pixel gives mm)"
+    return f"{frame.mm_per_pixel:.4g} mm/px ({frame.spacing_source})"
+
+
+def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predictor=None) -> int:
+    parse_angles(args.angles)  # bad values stop here, before any file is read or the model loads
+    try:
+        parse_frames(args.frames)
+    except ValueError as e:  # FrameSpecError
+        raise InputError(f"--frames: {e}") from None
+    if not 0.0 <= args.score_thr <= 1.0:
+        raise InputError(f"--score-thr {args.score_thr}: expected a score between 0 and 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; expected a folder (created if missing)")
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
+    sources = find_inputs(inputs, recursive=args.recursive)
+    _check_free(out, sources, args.overwrite)
+    progress = not args.quiet
+
+    state = {"predictor": predictor}
+
+    def get_predictor():
+        if state["predictor"] is None:
+            from sam3_angio.inference.predictor import Predictor
+            from sam3_angio.model.builders import banner
+
+            p = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=overrides,
+                                          device=args.device, naming=args.naming)
+            print(banner(p.info.model), flush=True)
+            state["predictor"] = p
+        return state["predictor"]
+
+    given_naming = predictor.naming if predictor is not None else None
+    if predictor is not None and args.naming is not None:
+        predictor.naming = args.naming  # for this run only (restored below)
+    written: List[Path] = []
+    t0 = time.perf_counter()
+    n_frames = 0
+    try:
+        for source in _progress(sources, progress and len(sources) > 1, "file"):
+            try:
+                frames = list(iter_source(source, args.frames, args.angles, args.mm_per_pixel))
+                if not frames:
+                    raise InputError(f"input '{source.path}' holds no frame to predict")
+                for group in _groups(frames):
+                    written.append(predict_input(get_predictor(), group, out, args, progress))
+                    n_frames += len(group)
+            except UserError as e:
+                if written:
+                    raise UserError(f"{e} (stopped there; the {len(written)} input(s) before it are complete in "
+                                    f"'{out}')") from None
+                raise
+    finally:
+        if predictor is not None:
+            predictor.naming = given_naming
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(written)} input{'s' if len(written) != 1 else ''} ({n_frames} frames, {dt:.1f} s) to {out}")
+    return 0
+
+
+def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse.Namespace,
+                  progress: bool = False) -> Path:
+    """Predict the frames of one input and write its folder ``out/<input_id>`` (all or nothing)."""
+    from sam3_angio.inference import outputs as O
+    from sam3_angio.inference.overlay import write_gif
+
+    first = frames[0]
+    target = out / first.input_id
+    print(f"{first.input_id}: {first.kind}, {len(frames)} of {first.n_frames} frame(s); {_describe_view(first)}; "
+          f"{_describe_spacing(first)}", flush=True)
+    ids = list(range(1, len(frames) + 1))
+    bs = predictor.batch_size
+    chunks = [list(range(i, min(len(frames), i + bs))) for i in range(0, len(frames), bs)]
+    instances: List[List[dict]] = []
+    for chunk in _progress(chunks, progress and len(frames) > 2 * bs, "batch", leave=False):
+        instances += predictor.predict([frames[i].image for i in chunk], [frames[i].view_angles for i in chunk],
+                                       [ids[i] for i in chunk])
+    info = predictor.info.to_dict()
+    settings = {"frames": args.frames, "angles": args.angles, "mm_per_pixel": args.mm_per_pixel,
+                "naming": predictor.naming, "score_thr": args.score_thr}
+    notes = []
+    if first.view_angles is None and info.get("view_conditioned"):
+        notes.append("view angles unknown: the view-conditioned model named these segments without the view "
+                     "(pass --angles PRIMARY,SECONDARY)")
+    if first.mm_per_pixel is None:
+        notes.append("pixel spacing unknown: lengths in px only (pass --mm-per-pixel)")
+    with atomic_output_dir(target, overwrite=args.overwrite) as tmp:
+        images, rows, all_instances, pictures = [], [], [], []
+        for image_id, frame, insts in zip(ids, frames, instances):
+            images.append(O.image_record(image_id, frame))
+            all_instances += insts
+            segs = O.measure(insts, args.score_thr)
+            rows += [O.segment_row(frame, s) for s in segs]
+            picture = O.frame_overlay(frame, segs, info["model"], args.score_thr)
+            O.save_png(tmp / O.overlay_name(frame), picture)
+            pictures.append(O.overlay_name(frame))
+            names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")
+            print(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
+                  + (f": {names}" if segs else ""), flush=True)
+        if len(frames) >= 2:
+            write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
+        O.write_segments_csv(tmp / "segments.csv", rows)
+        O.write_json(tmp / "predictions.json", O.predictions_document(info, settings, images, all_instances, notes))
+    print(f"  -> {target}/ (predictions.json, segments.csv, {len(pictures)} overlay(s)"
+          + (", overlay.gif" if len(frames) >= 2 else "") + ")", flush=True)
+    return target
