@@ -10,14 +10,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_train, small_run_overrides
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def trained_cass(tiny_data_root, tmp_path_factory):
-    exp = tmp_path_factory.mktemp("cass_run")
-    run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1)], check=True)
-    return exp
+def trained_cass(trained_cass_run):
+    return trained_cass_run  # the session's one tiny CASS run (tests/conftest.py)
 
 
 def _by_key(preds):
