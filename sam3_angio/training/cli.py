@@ -16,7 +16,7 @@ import sys
 import time
 from typing import List, Optional
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sam3_angio.errors import ConfigError, run_cli
 from sam3_angio.evaluation.keys import SUMMARY_KEYS

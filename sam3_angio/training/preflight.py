@@ -130,4 +130,66 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         resuming = ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, "checkpoint.pt"))
         if not resuming:
             need("paths.phase1_checkpoint", "file")
+    check_batches(cfg, report)
+    check_splits(cfg, report)
     return report
+
+
+def _positive_int(cfg: DictConfig, key: str, report: CheckReport):
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        report.errors.append(f"{key} = {value!r}: expected a whole number >= 1")
+        return None
+    return value
+
+
+def world_size(cfg: DictConfig) -> int:
+    return max(1, int(OmegaConf.select(cfg, "launcher.gpus_per_node") or 1)) * max(
+        1, int(OmegaConf.select(cfg, "launcher.num_nodes") or 1))
+
+
+def check_batches(cfg: DictConfig, report: CheckReport) -> None:
+    """Batch sizes are whole numbers >= 1 (caught here, not by torch after the model is built)."""
+    for key in ("trainer.data.train.batch_size", "trainer.data.val.batch_size"):
+        _positive_int(cfg, key, report)
+
+
+def train_steps_per_epoch(n_images: int, batch_size: int, world: int, drop_last: bool) -> int:
+    """Optimiser steps an epoch makes: SAM3's DistributedSampler gives each rank ceil(n / world) frames."""
+    per_rank = -(-n_images // world) if n_images else 0
+    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def check_splits(cfg: DictConfig, report: CheckReport) -> None:
+    """Each existing split is consistent (sam3_angio.data.coco_check) and the training split gives at
+    least one optimiser step an epoch; a run that trains nothing is an error, not a 'run finished'."""
+    from sam3_angio.data.coco_check import check_coco_split
+    from sam3_angio.errors import DataError
+
+    sizes = {}
+    for split in ("train", "val"):
+        js, imgs = OmegaConf.select(cfg, f"data.{split}_json"), OmegaConf.select(cfg, f"data.{split}_images")
+        if not js or not os.path.isfile(js):
+            continue
+        try:
+            sizes[split] = check_coco_split(js, imgs if imgs and os.path.isdir(imgs) else None).images
+        except DataError as e:
+            report.errors.append(str(e))
+    n = sizes.get("train")
+    batch = OmegaConf.select(cfg, "trainer.data.train.batch_size")
+    if n is None or not isinstance(batch, int) or batch < 1:
+        return
+    limit = OmegaConf.select(cfg, "trainer.data.train.dataset.limit_ids")
+    used = min(n, int(limit)) if limit else n
+    drop_last = bool(OmegaConf.select(cfg, "trainer.data.train.drop_last"))
+    world = world_size(cfg)
+    if train_steps_per_epoch(used, batch, world, drop_last) == 0:
+        why = "has no images" if used == 0 else (
+            f"gives {used} frame(s){' after limit_ids' if used < n else ''} to {world} rank(s), fewer than "
+            f"scratch.train_batch_size={batch} with drop_last")
+        report.errors.append(
+            f"data.train_json = {OmegaConf.select(cfg, 'data.train_json')}: the training split {why}, so an "
+            f"epoch would make 0 optimiser steps; add training data or lower scratch.train_batch_size"
+        )

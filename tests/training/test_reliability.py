@@ -1,0 +1,96 @@
+"""Issue 11: runs that would train nothing, or on less than the data say, stop with one line that says
+why - before anything is written as a success."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_train, small_run_overrides
+
+CASS = "configs/angiography/cass.yaml"
+VESSEL = "configs/angiography/vessel_segmentation.yaml"
+
+
+def copy_data(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_json(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def outputs(exp: Path):
+    return sorted(str(p.relative_to(exp)) for p in exp.rglob("*")) if exp.exists() else []
+
+
+def assert_nothing_trained(exp: Path):
+    assert not (exp / "checkpoints" / "checkpoint.pt").exists()
+    assert not (exp / "metrics.json").exists()
+
+
+def test_batch_larger_than_training_split_is_an_error(tiny_data_root, tmp_path):
+    exp = tmp_path / "exp"
+    args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=5"]
+    check = run_train([*args, "--check"])
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "0 optimiser steps" in check.stdout and "scratch.train_batch_size=5" in check.stdout
+    proc = run_train(args)
+    assert proc.returncode == 2 and "0 optimiser steps" in proc.stderr and "Traceback" not in proc.stderr
+    assert "run finished" not in proc.stdout
+    assert_nothing_trained(exp)
+
+
+def test_empty_training_split_is_an_error(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    edit_json(root / "coco_vessel" / "train" / "annotations.json", lambda d: d.update(images=[], annotations=[]))
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "has no images" in proc.stderr and "0 optimiser steps" in proc.stderr
+    assert_nothing_trained(exp)
+
+
+def test_all_images_unreadable_is_one_error_naming_the_file(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    for png in (root / "coco_vessel" / "train" / "images").iterdir():
+        png.write_bytes(b"not a png")
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)], timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "cannot be read" in last and ".png" in last
+    assert proc.stderr.count("Traceback") == 0 and "got loading error" not in proc.stderr
+    assert_nothing_trained(exp)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_annotation_of_missing_image_id_is_an_error_also_in_check(tiny_data_root, tmp_path, split):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    edit_json(root / "coco_cass" / split / "annotations.json",
+              lambda d: d["annotations"][0].update(image_id=9999))
+    exp = tmp_path / "exp"
+    check = run_train(["-c", CASS, *small_run_overrides(root, exp, epochs=1), "--check"])
+    assert check.returncode == 1 and "config OK" not in check.stdout
+    assert "annotations[0]" in check.stdout and "image_id 9999" in check.stdout
+    assert f"{split}/annotations.json" in check.stdout
+
+
+def test_one_missing_training_image_is_an_error(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    images = root / "coco_cass" / "train" / "images"
+    victim = sorted(images.iterdir())[1]
+    victim.unlink()
+    exp = tmp_path / "exp"
+    args = ["-c", CASS, *small_run_overrides(root, exp, epochs=1)]
+    check = run_train([*args, "--check"])
+    assert check.returncode == 1 and victim.name in check.stdout and "1 of 4 image files missing" in check.stdout
+    proc = run_train(args)
+    assert proc.returncode == 2 and victim.name in proc.stderr
+    assert_nothing_trained(exp)
