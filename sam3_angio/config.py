@@ -125,7 +125,7 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
 
     base = Path(base_dir or Path.cwd())
     with open_dict(cfg):
-        for key in ("data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
+        for key in ("demo_data_root", "data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
             if key in cfg.paths:
                 cfg.paths[key] = _abs(OmegaConf.select(cfg, f"paths.{key}"), base)
         # Where the run will execute decides cuda vs cpu: this machine, or - for a SLURM submission from

@@ -119,11 +119,23 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
             else:
                 report.errors.append(f"{key} = {value}: {kind} not found")
 
-    gen = bool(OmegaConf.select(cfg, "data.demo.generate_if_missing")) and will_generate_data
-    for key in ("data.train_json", "data.val_json"):
-        need(key, "file", generated=gen)
-    for key in ("data.train_images", "data.val_images"):
-        need(key, "dir", generated=gen)
+    from sam3_angio.errors import UserError
+    from sam3_angio.training.data_prep import missing_data_message, will_generate_demo
+
+    try:
+        gen = will_generate_demo(cfg) and will_generate_data
+    except UserError as e:
+        report.errors.append(str(e))
+        gen = False
+    absent = [OmegaConf.select(cfg, k) for k in ("data.train_json", "data.val_json")]
+    absent = [p for p in absent if p and not os.path.isfile(p)]
+    if absent and not gen:
+        report.errors.append(missing_data_message(cfg, absent))
+    else:
+        for key in ("data.train_json", "data.val_json"):
+            need(key, "file", generated=gen)
+        for key in ("data.train_images", "data.val_images"):
+            need(key, "dir", generated=gen)
     need("paths.sam3_checkpoint", "file")
     if OmegaConf.select(cfg, "init.require_phase1"):
         ckpt_dir = OmegaConf.select(cfg, "trainer.checkpoint.save_dir")

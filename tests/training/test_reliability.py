@@ -94,3 +94,38 @@ def test_one_missing_training_image_is_an_error(tiny_data_root, tmp_path):
     proc = run_train(args)
     assert proc.returncode == 2 and victim.name in proc.stderr
     assert_nothing_trained(exp)
+
+
+def test_misspelt_data_root_is_an_error_not_generated_demo_data(tmp_path):
+    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
+    args = ["-c", cfg, "paths.data_root=data/studdy", "trainer.max_epochs=1"]
+    check = run_train([*args, "--check"], cwd=tmp_path)
+    assert check.returncode == 1 and "paths.data_root=" in check.stdout and "studdy does not exist" in check.stdout
+    proc = run_train(args, cwd=tmp_path)
+    assert proc.returncode == 2 and "studdy does not exist" in proc.stderr and "generating" not in proc.stdout
+    assert not (tmp_path / "data" / "studdy").exists()
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_explicit_switch_generates_demo_data_anywhere(tmp_path):
+    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
+    check = run_train(["-c", cfg, "paths.data_root=elsewhere", "data.demo.generate_if_missing=true", "--check"],
+                      cwd=tmp_path)
+    assert check.returncode == 0 and "will be generated there" in check.stdout
+
+
+def test_sam3_env_logging_is_replaced_by_an_allow_list(monkeypatch, caplog):
+    import logging
+
+    import sam3.train.trainer as sam3_trainer
+
+    import sam3_angio.training.trainer as ours
+
+    monkeypatch.setenv("MY_API_TOKEN", "fake-secret-0xDEADBEEF")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert sam3_trainer.log_env_variables is ours.log_harmless_env
+    with caplog.at_level(logging.INFO):
+        sam3_trainer.log_env_variables()
+    text = caplog.text
+    assert "OMP_NUM_THREADS" in text
+    assert "fake-secret-0xDEADBEEF" not in text and "MY_API_TOKEN" not in text
