@@ -144,6 +144,11 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
             need("paths.phase1_checkpoint", "file")
     check_batches(cfg, report)
     check_splits(cfg, report)
+    from sam3_angio.training.experiment import resume_error
+
+    resume = resume_error(cfg)
+    if resume:
+        report.errors.append(resume)
     return report
 
 

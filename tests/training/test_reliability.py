@@ -129,3 +129,71 @@ def test_sam3_env_logging_is_replaced_by_an_allow_list(monkeypatch, caplog):
     text = caplog.text
     assert "OMP_NUM_THREADS" in text
     assert "fake-secret-0xDEADBEEF" not in text and "MY_API_TOKEN" not in text
+
+
+def _fake_previous_run(exp: Path, config: str, overrides) -> None:
+    """A folder as a finished run of ``config`` leaves it: its resolved config and a checkpoint.pt."""
+    shown = run_train(["-c", config, *overrides, "--print-config"], check=True)
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "config_resolved.yaml").write_text(shown.stdout)
+    (exp / "checkpoints").mkdir(exist_ok=True)
+    (exp / "checkpoints" / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
+
+
+def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_path):
+    exp = tmp_path / "exp"
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    before = outputs(exp)
+    check = run_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    assert check.returncode == 1, check.stdout
+    assert "another run's checkpoint.pt" in check.stdout and "data.task: 'vessel'" in check.stdout
+    assert "--restart" in check.stdout and "paths.experiment_dir" in check.stdout
+    same = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    assert same.returncode == 0, same.stdout  # the same run resumes
+    assert outputs(exp) == before
+
+
+def test_restart_keeps_the_earlier_run_aside(tiny_data_root, tmp_path):
+    from sam3_angio.config import compose, finalize
+    from sam3_angio.training.experiment import resume_error, restart
+
+    exp = tmp_path / "exp"
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    cfg = finalize(compose("cass", small_run_overrides(tiny_data_root, exp, epochs=1)))
+    assert resume_error(cfg)
+    moved = restart(cfg)
+    assert any("checkpoints." in m for m in moved)
+    assert not (exp / "checkpoints" / "checkpoint.pt").exists() and resume_error(cfg) is None
+
+
+def test_second_run_in_a_folder_stops_naming_the_first(tiny_data_root, tmp_path):
+    import os
+    import socket
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    lock = exp / ".run.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "earlier"}))
+    proc = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"in use by pid {os.getpid()} on host {socket.gethostname()}" in proc.stderr
+    assert lock.is_file() and not (exp / "config.yaml").exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from sam3_angio.errors import UserError
+    from sam3_angio.training.experiment import ExperimentLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".run.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with ExperimentLock(str(tmp_path)):
+        assert json.loads((tmp_path / ".run.lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(UserError, match="in use by pid"):
+            ExperimentLock(str(tmp_path)).acquire()
+    assert not (tmp_path / ".run.lock").exists()
