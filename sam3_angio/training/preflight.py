@@ -152,16 +152,6 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
     return report
 
 
-def _positive_int(cfg: DictConfig, key: str, report: CheckReport):
-    value = OmegaConf.select(cfg, key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        report.errors.append(f"{key} = {value!r}: expected a whole number >= 1")
-        return None
-    return value
-
-
 def world_size(cfg: DictConfig) -> int:
     return max(1, int(OmegaConf.select(cfg, "launcher.gpus_per_node") or 1)) * max(
         1, int(OmegaConf.select(cfg, "launcher.num_nodes") or 1))
@@ -169,8 +159,11 @@ def world_size(cfg: DictConfig) -> int:
 
 def check_batches(cfg: DictConfig, report: CheckReport) -> None:
     """Batch sizes are whole numbers >= 1 (caught here, not by torch after the model is built)."""
-    for key in ("trainer.data.train.batch_size", "trainer.data.val.batch_size"):
-        _positive_int(cfg, key, report)
+    for key, user_key in (("trainer.data.train.batch_size", "scratch.train_batch_size"),
+                          ("trainer.data.val.batch_size", "scratch.val_batch_size")):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            report.errors.append(f"{key} = {value!r} (from {user_key}): expected a whole number >= 1")
 
 
 def train_steps_per_epoch(n_images: int, batch_size: int, world: int, drop_last: bool) -> int:

@@ -197,3 +197,24 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
         with pytest.raises(UserError, match="in use by pid"):
             ExperimentLock(str(tmp_path)).acquire()
     assert not (tmp_path / ".run.lock").exists()
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("+scratch.train_batchsize=1", "did you mean scratch.train_batch_size?"),
+    ("+trainer.max_epoch=1", "did you mean trainer.max_epochs?"),
+    ("trainer.max_epoch=1", "did you mean trainer.max_epochs?"),
+    ("+scratch.nothing_reads_this=3", "adds a key that nothing reads"),
+])
+def test_override_keys_nothing_reads_are_errors_with_did_you_mean(override, hint):
+    for extra in ([], ["--check"]):
+        proc = run_train(["-c", CASS, override, *extra])
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error:") and override in last and hint in last, last
+        assert "Traceback" not in proc.stderr
+
+
+def test_override_keys_that_are_read_are_accepted():
+    proc = run_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
+                      "+scratch.loss_terms.extra._target_=sam3_angio.losses.BoxLoss"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
