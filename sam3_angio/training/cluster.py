@@ -89,7 +89,11 @@ class ClusterTask(submitit.helpers.Checkpointable):
             raise
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        log.warning("preempted or near the time limit: requeueing; the next run resumes from checkpoint.pt")
+        from sam3_angio.training.trainer import save_on_signal
+
+        saved = save_on_signal()
+        log.warning("preempted or near the time limit: %srequeueing; the next run resumes from checkpoint.pt",
+                    "saved checkpoint.pt at the current step; " if saved else "")
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 

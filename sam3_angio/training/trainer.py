@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from typing import Any, Dict, Optional
 
 import sam3.train.trainer as sam3_trainer
+import torch
 from omegaconf import DictConfig, OmegaConf
-from sam3.train.trainer import Trainer
+from sam3.train.trainer import Trainer, unwrap_ddp_if_wrapped
 
 from sam3_angio.errors import UserError
 
@@ -39,31 +41,92 @@ sam3_trainer.log_env_variables = log_harmless_env
 
 
 class AngioTrainer(Trainer):
-    """SAM3's Trainer + ``run_info`` (task, class ids, model name) written into every checkpoint."""
+    """SAM3's Trainer + ``run_info`` (task, class ids, model name) written into every checkpoint, and
+    the reliability this project adds (each in its own methods below):
 
-    def __init__(self, *args: Any, run_info: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+    - an epoch that makes 0 optimiser steps is an error (nothing written as a success);
+    - ``checkpoint.save_every_steps``: a resumable checkpoint every N steps (and on SLURM's requeue
+      signal); a resume continues from that step of the epoch, in the same data order;
+    - ``nan_guard``: a step with a non-finite loss or gradient is skipped (which term, which images go to
+      the log); ``max_consecutive`` bad steps in a row stop the run; non-finite weights are never saved;
+    - ``best_checkpoint``: ``checkpoint_best.pt`` by a validation metric (segm AP by default).
+    """
+
+    def __init__(self, *args: Any, run_info: Optional[Dict[str, Any]] = None,
+                 nan_guard: Optional[Dict[str, Any]] = None, best_checkpoint: Optional[Dict[str, Any]] = None,
+                 **kwargs: Any) -> None:
         # Plain Python only: checkpoints are read back with weights_only=True, which refuses OmegaConf types.
         if isinstance(run_info, DictConfig):
             run_info = OmegaConf.to_container(run_info, resolve=True)
         self.run_info = json.loads(json.dumps(dict(run_info or {})))
+        self._init_reliability(kwargs, nan_guard, best_checkpoint)
         super().__init__(*args, **kwargs)
 
     def _save_checkpoint(self, checkpoint, checkpoint_path):
-        checkpoint = {**checkpoint, "angio": self.run_info}
+        checkpoint = {**checkpoint, "angio": self.run_info,
+                      "angio_progress": {"epoch": int(checkpoint["epoch"]), "batches_done": self._saving_batches}}
         super()._save_checkpoint(checkpoint, checkpoint_path)
 
-    # ------------------------------------------------------------------ reliability: no silent no-op epochs
+    # ------------------------------------------------------------------ reliability: set-up
+    def _init_reliability(self, kwargs: Dict[str, Any], nan_guard, best_checkpoint) -> None:
+        ckpt = kwargs.get("checkpoint")
+        ckpt = dict(OmegaConf.to_container(ckpt, resolve=True) if isinstance(ckpt, DictConfig) else (ckpt or {}))
+        every = ckpt.pop("save_every_steps", 0) or 0
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise UserError(f"trainer.checkpoint.save_every_steps={every!r}: expected 0 (epoch ends only) or steps > 0")
+        kwargs["checkpoint"] = ckpt  # SAM3's CheckpointConf does not know the key
+        self.save_every_steps = every
+        guard = dict(nan_guard or {})
+        self.nan_max_consecutive = int(guard.get("max_consecutive", 5))
+        best = dict(best_checkpoint or {})
+        self.best_metric = best.get("metric", "segm.AP")
+        self.best_mode = best.get("mode", "max")
+        if self.best_mode not in ("max", "min"):
+            raise UserError(f"trainer.best_checkpoint.mode={self.best_mode!r}: expected max or min")
+        self._saving_batches = 0          # batches of the current epoch a checkpoint being written covers
+        self._batches_done = 0            # batches of the current epoch done (trained or skipped)
+        self._resume_batches = 0          # batches of the resumed epoch already done before the restart
+        self._skip_resumed_val = False
+        self._optimiser_steps_this_epoch = 0
+        self._bad_in_row = 0
+        self.skipped_steps = 0
+        self._step_problem: Optional[str] = None
+        global _ACTIVE
+        _ACTIVE = self
+
+    # ------------------------------------------------------------------ the epoch and the step
     def train_epoch(self, train_loader):
         self._check_loader_not_empty(train_loader)
         self._optimiser_steps_this_epoch = 0
-        out = super().train_epoch(train_loader)
+        skip, self._resume_batches = self._resume_batches, 0
+        self._batches_done = skip
+        restore = None
+        if skip:
+            train_loader, restore = self._skip_done_batches(train_loader, skip)
+        try:
+            out = super().train_epoch(train_loader)
+        finally:
+            if restore:
+                restore()
+        self._batches_done = 0
         self._check_epoch_trained()
         return out
 
-    def _run_step(self, batch, phase, loss_mts, extra_loss_mts, raise_on_error: bool = True):
-        super()._run_step(batch, phase, loss_mts, extra_loss_mts, raise_on_error=raise_on_error)
-        self._optimiser_steps_this_epoch = getattr(self, "_optimiser_steps_this_epoch", 0) + 1
+    def _step(self, batch, model, phase):
+        self._step_problem = None
+        if phase != "train":
+            return super()._step(batch, model, phase)
+        inner = next(iter(batch.values()))
+        losses, batch_size, step_losses = super()._step(batch, model, phase)
+        return self._guard_loss(losses, batch_size, step_losses, inner, model)
 
+    def _run_step(self, batch, phase, loss_mts, extra_loss_mts, raise_on_error: bool = True):
+        self._save_progress_if_due()
+        super()._run_step(batch, phase, loss_mts, extra_loss_mts, raise_on_error=raise_on_error)
+        self._guard_gradients()
+        self._batches_done += 1
+
+    # ------------------------------------------------------------------ reliability: no silent no-op epochs
     def _check_loader_not_empty(self, train_loader) -> None:
         if len(train_loader) > 0:
             return
@@ -81,3 +144,190 @@ class AngioTrainer(Trainer):
                 f"epoch {self.epoch} made 0 optimiser steps (every batch failed or was skipped); nothing was "
                 f"trained, so no checkpoint or metrics were written; see {self.logging_conf.log_dir}/log.txt"
             )
+
+    # ------------------------------------------------------------------ reliability: NaN guard
+    def _guard_loss(self, losses, batch_size, step_losses, inner, model):
+        """A non-finite loss (on any rank) becomes a zero loss on every rank, so every rank still runs
+        DDP's gradient all-reduce; the step is then skipped on all of them in :meth:`_guard_gradients`."""
+        (key, loss), = losses.items()
+        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if bad.item() == 0:
+            return losses, batch_size, step_losses
+        terms = [k for k, v in step_losses.items() if not torch.isfinite(torch.as_tensor(v).detach()).all()]
+        self._step_problem = (f"non-finite loss {loss.item()} (terms: {', '.join(terms) or 'another rank'}; "
+                              f"images: {self._image_ids(inner)})")
+        # Through the forward's own graph (DDP expects exactly that one); the gradients it gives are
+        # discarded in _guard_gradients on every rank.
+        zero = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
+        finite = {k: v for k, v in step_losses.items() if torch.isfinite(torch.as_tensor(v).detach()).all()}
+        return {key: zero}, batch_size, finite
+
+    @staticmethod
+    def _image_ids(inner) -> str:
+        try:
+            ids = set()
+            for m in inner.find_metadatas:
+                for field in ("original_image_id", "coco_image_id"):
+                    ids |= {int(i) for i in torch.as_tensor(getattr(m, field)).reshape(-1).tolist() if int(i) >= 0}
+                if ids:
+                    break
+            return ", ".join(str(i) for i in sorted(ids)) or "unknown"
+        except Exception:
+            return "unknown"
+
+    def _guard_gradients(self) -> None:
+        """Skip the coming optimiser step when the loss or a gradient was not finite (grads set to None:
+        AdamW leaves those parameters alone); ``nan_guard.max_consecutive`` bad steps in a row stop."""
+        if self._step_problem is None:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                self._step_problem = "non-finite gradient (finite loss)"
+        if self._step_problem is None:
+            self._bad_in_row = 0
+            self._optimiser_steps_this_epoch += 1
+            return
+        self.optim.zero_grad(set_to_none=True)
+        self._bad_in_row += 1
+        self.skipped_steps += 1
+        logging.warning("step %d of epoch %d skipped: %s (%d in a row)", self._batches_done, self.epoch,
+                    self._step_problem, self._bad_in_row)
+        if self._bad_in_row >= self.nan_max_consecutive:
+            raise UserError(
+                f"{self._bad_in_row} consecutive training steps were not finite (last: {self._step_problem}); "
+                f"stopped without saving (the last checkpoint.pt is kept). Lower the learning rate "
+                f"(scratch.lr_scale) or check those images; trainer.nan_guard.max_consecutive sets the limit"
+            )
+
+    def save_checkpoint(self, epoch, checkpoint_names=None):
+        bad = [n for n, p in unwrap_ddp_if_wrapped(self.model).named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise UserError(
+                f"the model's weights are not finite ({len(bad)} tensors, first {bad[0]}); no checkpoint written "
+                f"(the last checkpoint.pt is kept)"
+            )
+        super().save_checkpoint(epoch, checkpoint_names)
+
+    # ------------------------------------------------------------------ reliability: mid-epoch checkpoints
+    def _save_progress_if_due(self) -> None:
+        if self.save_every_steps and self._batches_done and self._batches_done % self.save_every_steps == 0:
+            self.save_progress()
+
+    def save_progress(self) -> None:
+        """A resumable ``checkpoint.pt`` after ``self._batches_done`` batches of the current epoch."""
+        self._saving_batches = self._batches_done
+        try:
+            self.save_checkpoint(self.epoch, ["checkpoint"])
+        finally:
+            self._saving_batches = 0
+        logging.info("saved checkpoint.pt at epoch %d, batch %d", self.epoch, self._batches_done)
+
+    def _skip_done_batches(self, loader, skip: int):
+        """The epoch's loader without its first ``skip`` batches (same order: the sampler is seeded by
+        the epoch; skipped batches are not loaded), and the schedulers shifted to match."""
+        from torch.utils.data import DataLoader
+
+        iters = len(loader)
+        batches = list(loader.batch_sampler)[skip:]
+        rest = DataLoader(loader.dataset, batch_sampler=_Fixed(batches), num_workers=loader.num_workers,
+                          collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                          worker_init_fn=loader.worker_init_fn)
+        original = self.optim.step_schedulers
+
+        remaining = len(batches)
+
+        def shifted(where, step=None):
+            # SAM3 computes where/step from its position among the `remaining` batches; restate them
+            # as the position in the whole epoch (``skip`` batches further on).
+            done = (round(step) - self.epoch * remaining) if step is not None else round(
+                (where * self.max_epochs - self.epoch) * remaining)
+            exact = self.epoch + (skip + done) / iters
+            return original(exact / self.max_epochs, step=int(exact * iters))
+
+        self.optim.step_schedulers = shifted
+        logging.info("resuming epoch %d after batch %d of %d", self.epoch, skip, iters)
+
+        def restore():
+            self.optim.step_schedulers = original
+
+        return rest, restore
+
+    def _load_resuming_checkpoint(self, ckpt_path: str):
+        try:
+            head = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:
+            raise UserError(
+                f"{ckpt_path} cannot be resumed from ({type(e).__name__}: {str(e).splitlines()[0][:160]}); it is "
+                f"truncated or not a checkpoint of this trainer: move it away, or use --restart"
+            ) from None
+        missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss") if k not in head]
+        if missing:
+            raise UserError(f"{ckpt_path} is not a resumable trainer checkpoint (no {', '.join(missing)}); "
+                            f"move it away or use --restart")
+        progress = head.get("angio_progress")
+        del head
+        super()._load_resuming_checkpoint(ckpt_path)
+        if progress and progress.get("batches_done"):
+            self._resume_batches = int(progress["batches_done"])
+            # The previous epoch's validation already ran before this mid-epoch checkpoint was written.
+            self._skip_resumed_val = self.epoch > 0 and self.is_intermediate_val_epoch(self.epoch - 1)
+
+    def run_val(self):
+        if self._skip_resumed_val:
+            self._skip_resumed_val = False
+            return None
+        return super().run_val()
+
+    # ------------------------------------------------------------------ reliability: best checkpoint
+    def val_epoch(self, val_loader, phase):
+        out = super().val_epoch(val_loader, phase)
+        self._keep_best(out)
+        return out
+
+    def _keep_best(self, out: Dict[str, Any]) -> None:
+        """``checkpoint_best.pt`` when the validation metric ``best_checkpoint.metric`` improved."""
+        if not self.best_metric:
+            return
+        values = [v for k, v in out.items() if k == self.best_metric or k.endswith("/" + self.best_metric)]
+        values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not values or not math.isfinite(values[0]):
+            logging.warning("best checkpoint: validation gave no finite %r", self.best_metric)
+            return
+        value, key = values[0], f"angio_best/{self.best_metric}"
+        old = self.best_meter_values.get(key)
+        if old is not None and (value <= old if self.best_mode == "max" else value >= old):
+            return
+        self.best_meter_values[key] = value
+        self.best_meter_values["angio_best/epoch"] = int(self.epoch)
+        self.save_checkpoint(self.epoch + 1, ["checkpoint_best"])
+        logging.info("checkpoint_best.pt: %s = %.4f at epoch %d", self.best_metric, value, self.epoch)
+
+
+class _Fixed:
+    """A batch sampler of given index lists (the rest of a resumed epoch)."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+_ACTIVE: Optional[AngioTrainer] = None
+
+
+def save_on_signal() -> bool:
+    """Save the running trainer's progress now (SLURM's requeue signal); False when none runs here."""
+    trainer = _ACTIVE
+    if trainer is None or getattr(trainer, "optim", None) is None or trainer.mode == "val":
+        return False
+    try:
+        trainer.save_progress()
+    except Exception as e:  # the requeue goes on; the last periodic checkpoint resumes the run
+        log.warning("could not save on the requeue signal: %s", e)
+        return False
+    return True

@@ -218,3 +218,86 @@ def test_override_keys_that_are_read_are_accepted():
     proc = run_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
                       "+scratch.loss_terms.extra._target_=sam3_angio.losses.BoxLoss"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _stats(exp: Path, name: str):
+    path = exp / "logs" / name
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def _probe_env():
+    import os
+
+    tests = str(Path(__file__).resolve().parents[1])
+    return {"PYTHONPATH": os.pathsep.join([str(Path(tests).parent), tests, os.environ.get("PYTHONPATH", "")])}
+
+
+def test_nan_step_is_skipped_and_named_and_run_finishes_finite(tiny_data_root, tmp_path):
+    import math
+
+    import torch
+
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1),
+                      "+scratch.loss_terms.nan_probe._target_=nan_probe.NanProbe",
+                      "+scratch.loss_terms.nan_probe.bad_calls=[1]"], env=_probe_env(), check=True)
+    log = (exp / "logs" / "log.txt").read_text()
+    assert "step 1 of epoch 0 skipped: non-finite loss nan" in log and "nan_probe" in log and "images:" in log
+    ckpt = torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert ckpt["steps"]["train"] == 2 and "run finished" in proc.stdout
+    assert all(math.isfinite(s["Losses/train_all_loss"]) for s in _stats(exp, "train_stats.json"))
+
+
+def test_consecutive_nan_steps_stop_with_a_clear_error_and_no_checkpoint(tiny_data_root, tmp_path):
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1),
+                      "trainer.nan_guard.max_consecutive=2",
+                      "+scratch.loss_terms.nan_probe._target_=nan_probe.NanProbe",
+                      "+scratch.loss_terms.nan_probe.always=true"], env=_probe_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "2 consecutive training steps were not finite" in last and "nan_probe" in last
+    assert_nothing_trained(exp)
+
+
+def test_kill9_mid_epoch_loses_at_most_save_every_steps(tiny_data_root, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from conftest import ROOT
+
+    exp, every = tmp_path / "exp", 2
+    args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=1",
+            f"trainer.checkpoint.save_every_steps={every}", "trainer.best_checkpoint.metric=null"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_path = exp / "checkpoints" / "checkpoint.pt"
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline and not ckpt_path.exists():
+            assert proc.poll() is None, "training ended before its first mid-epoch checkpoint"
+            time.sleep(0.1)
+        assert ckpt_path.exists()
+        time.sleep(1.0)  # well into the next step
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["angio_progress"]["batches_done"] == every
+    shown = [int(m) for m in re.findall(r"Train Epoch: \[0\]\[\s*(\d+)/", (exp / "logs" / "log.txt").read_text())]
+    done_before_kill = max(shown) + 1 if shown else 0
+    assert done_before_kill - ckpt["angio_progress"]["batches_done"] <= every
+
+    run_train(args, check=True)
+    log = (exp / "logs" / "log.txt").read_text()
+    assert f"resuming epoch 0 after batch {every} of 4" in log
+    final = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert final["epoch"] == 1 and final["steps"]["train"] == 4  # 2 before the kill + the 2 left, none twice
+    assert [s["Trainer/epoch"] for s in _stats(exp, "train_stats.json")] == [0]
