@@ -51,6 +51,22 @@ def _non_empty(p: Path) -> bool:
     return p.exists() and (not p.is_dir() or any(p.iterdir()))
 
 
+def check_output_dir(out: PathLike, what: str = "--out") -> None:
+    """An output folder that can be made: its nearest existing ancestor is a writable folder (not a
+    file). Raised as a UserError naming the path, before any work is done."""
+    from sam3_angio.errors import UserError
+
+    probe = Path(os.path.abspath(out))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir() and probe == Path(os.path.abspath(out)):
+        return
+    if not probe.is_dir():
+        raise UserError(f"{what} '{out}': '{probe}' is a file, not a folder; choose another output folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} '{out}': '{probe}' is not writable; choose another output folder")
+
+
 @contextmanager
 def atomic_output_dir(out: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out``; on success it becomes ``out``.
@@ -59,6 +75,7 @@ def atomic_output_dir(out: PathLike, overwrite: bool = False) -> Iterator[Path]:
     as it was. With ``overwrite`` an existing ``out`` is replaced only once the new one is complete.
     """
     out = Path(out)
+    check_output_dir(out)
     if _non_empty(out) and not overwrite:
         raise OutputExistsError(
             f"output folder '{out}' already exists and is not empty; choose another folder or pass "

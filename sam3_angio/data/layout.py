@@ -137,6 +137,14 @@ def read_csv_rows(csv_path: PathLike) -> List[Tuple[int, int, Dict[str, str]]]:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise CsvLayoutError(f"CSV '{csv_path}' does not exist")
+    try:
+        csv_path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = csv_path.read_bytes()[: e.start].count(b"\n") + 1
+        raise CsvLayoutError(
+            f"CSV '{csv_path}' is not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}); save it as "
+            f"UTF-8 (e.g. from a spreadsheet: CSV UTF-8)"
+        ) from None
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:

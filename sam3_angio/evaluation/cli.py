@@ -79,6 +79,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             gt_json, pred_json, out_dir, model_info = _run_model(args)
         else:
             gt_json, pred_json, out_dir = args.gt, args.pred, args.out
+            if out_dir:
+                from sam3_angio.data.atomic import check_output_dir
+
+                check_output_dir(out_dir)
         from .evaluate import evaluate_files
         from .keys import format_summary
 
@@ -124,6 +128,9 @@ def _run_model(args):
                                    f"first, or pass overrides such as paths.data_root=...)")
     stem = os.path.splitext(os.path.basename(args.config or predictor.info.task))[0]
     out_dir = args.out or os.path.join("outputs", "eval", f"{stem}_{args.split}")
+    from sam3_angio.data.atomic import check_output_dir
+
+    check_output_dir(out_dir)
     preds = predict_split(predictor, gt_json, images)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:

@@ -36,6 +36,24 @@ def resume_checkpoint(cfg: DictConfig) -> Optional[str]:
     return path if path and os.path.isfile(path) else None
 
 
+def resumable_error(ckpt_path: str) -> Optional[str]:
+    """Why ``ckpt_path`` cannot be resumed from (truncated, not a checkpoint, not a trainer's), or None.
+    Memory-mapped, so reading the keys of a large checkpoint costs little."""
+    import torch
+
+    try:
+        head = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        return (f"{ckpt_path} cannot be resumed from ({type(e).__name__}: {first}); it is truncated or not a "
+                f"checkpoint: move it away, or use --restart")
+    missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss") if not isinstance(head, dict) or k not in head]
+    if missing:
+        return (f"{ckpt_path} is not a resumable trainer checkpoint (no {', '.join(missing)}); move it away, "
+                f"or use --restart")
+    return None
+
+
 def resume_differences(cfg: DictConfig) -> List[str]:
     """Keys of ``data`` / ``model`` whose value differs from the run whose ``checkpoint.pt`` is in the
     folder (read from its ``config_resolved.yaml``); empty when nothing would be resumed or all agree."""

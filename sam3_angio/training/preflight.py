@@ -143,6 +143,8 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         if not resuming:
             need("paths.phase1_checkpoint", "file")
     check_batches(cfg, report)
+    check_reliability_options(cfg, report)
+    check_experiment_dir(cfg, report)
     check_splits(cfg, report)
     from sam3_angio.training.experiment import resume_error
 
@@ -203,3 +205,37 @@ def check_splits(cfg: DictConfig, report: CheckReport) -> None:
             f"data.train_json = {OmegaConf.select(cfg, 'data.train_json')}: the training split {why}, so an "
             f"epoch would make 0 optimiser steps; add training data or lower scratch.train_batch_size"
         )
+
+
+def check_reliability_options(cfg: DictConfig, report: CheckReport) -> None:
+    """The options AngioTrainer adds (docs/training.md), checked before the model is built."""
+    every = OmegaConf.select(cfg, "trainer.checkpoint.save_every_steps")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+        report.errors.append(f"trainer.checkpoint.save_every_steps = {every!r}: expected 0 (epoch ends only) or steps > 0")
+    k = OmegaConf.select(cfg, "trainer.nan_guard.max_consecutive")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        report.errors.append(f"trainer.nan_guard.max_consecutive = {k!r}: expected a whole number >= 1")
+    mode = OmegaConf.select(cfg, "trainer.best_checkpoint.mode")
+    if mode is not None and mode not in ("max", "min"):
+        report.errors.append(f"trainer.best_checkpoint.mode = {mode!r}: expected max or min")
+
+
+def check_experiment_dir(cfg: DictConfig, report: CheckReport) -> None:
+    """``paths.experiment_dir`` can be written (its nearest existing folder is a writable folder), and a
+    ``checkpoint.pt`` there, which the run would resume from, can be read."""
+    exp = OmegaConf.select(cfg, "paths.experiment_dir")
+    if not exp:
+        return
+    probe = os.path.abspath(exp)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        report.errors.append(f"paths.experiment_dir = {exp}: {probe} is a file, not a folder; choose another path")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        report.errors.append(f"paths.experiment_dir = {exp}: {probe} is not writable; choose another path")
+    from sam3_angio.training.experiment import resumable_error, resume_checkpoint
+
+    ckpt = resume_checkpoint(cfg)
+    problem = resumable_error(ckpt) if ckpt else None
+    if problem:
+        report.errors.append(problem)

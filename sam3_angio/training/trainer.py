@@ -254,17 +254,12 @@ class AngioTrainer(Trainer):
         return rest, restore
 
     def _load_resuming_checkpoint(self, ckpt_path: str):
-        try:
-            head = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as e:
-            raise UserError(
-                f"{ckpt_path} cannot be resumed from ({type(e).__name__}: {str(e).splitlines()[0][:160]}); it is "
-                f"truncated or not a checkpoint of this trainer: move it away, or use --restart"
-            ) from None
-        missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss") if k not in head]
-        if missing:
-            raise UserError(f"{ckpt_path} is not a resumable trainer checkpoint (no {', '.join(missing)}); "
-                            f"move it away or use --restart")
+        from sam3_angio.training.experiment import resumable_error
+
+        problem = resumable_error(ckpt_path)
+        if problem:
+            raise UserError(problem)
+        head = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         progress = head.get("angio_progress")
         del head
         super()._load_resuming_checkpoint(ckpt_path)

@@ -137,7 +137,10 @@ def _fake_previous_run(exp: Path, config: str, overrides) -> None:
     exp.mkdir(parents=True, exist_ok=True)
     (exp / "config_resolved.yaml").write_text(shown.stdout)
     (exp / "checkpoints").mkdir(exist_ok=True)
-    (exp / "checkpoints" / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
+    import torch
+
+    torch.save({"model": {}, "optimizer": {}, "epoch": 1, "steps": {"train": 2}, "loss": {}},
+               exp / "checkpoints" / "checkpoint.pt")
 
 
 def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_path):
