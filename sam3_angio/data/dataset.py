@@ -84,7 +84,14 @@ class AngioImageDataset(Sam3ImageDataset):
         self.require_view_angles = require_view_angles
         self._check_split(kwargs.get("ann_file", args[1] if len(args) > 1 else None),
                           kwargs.get("img_folder", args[0] if args else None))
-        super().__init__(*args, coco_json_loader=coco_json_loader, **kwargs)
+        import contextlib
+        import io
+        import logging
+
+        said = io.StringIO()
+        with contextlib.redirect_stdout(said):  # SAM3 prints an unlabelled "Raw dataset length = N"
+            super().__init__(*args, coco_json_loader=coco_json_loader, **kwargs)
+        logging.info("dataset %s: %s", self.annFile, said.getvalue().strip().replace("\n", "; "))
         self._check_angles()
 
     @staticmethod

@@ -19,7 +19,10 @@ from typing import List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from sam3_angio.errors import ConfigError, run_cli
-from sam3_angio.evaluation.keys import SUMMARY_KEYS
+from sam3_angio.training.console import quiet_third_party_warnings
+
+quiet_third_party_warnings()  # before sam3 is imported: its modules warn at import time
+from sam3_angio.evaluation.keys import SUMMARY_KEYS  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,12 +81,33 @@ def save_run_config(cfg: DictConfig) -> None:
             f.write(text)
 
 
+def data_summary(cfg: DictConfig) -> str:
+    """One line: frames and annotations of each split, and where they are."""
+    import json
+
+    parts = []
+    for split in ("train", "val"):
+        path = OmegaConf.select(cfg, f"data.{split}_json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+            parts.append(f"{split} {len(d.get('images', []))} frames / {len(d.get('annotations', []))} annotations")
+        except (OSError, ValueError, TypeError):
+            parts.append(f"{split} ?")
+    return f"data ({cfg.data.task}): {', '.join(parts)} under {cfg.paths.data_root}"
+
+
 def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> None:
     exp = cfg.paths.experiment_dir
     print(f"\nrun finished in {seconds:.0f} s; experiment folder: {exp}")
     ckpt = os.path.join(cfg.trainer.checkpoint.save_dir, "checkpoint.pt")
     if os.path.isfile(ckpt):
         print(f"  checkpoint: {ckpt}")
+    best = os.path.join(cfg.trainer.checkpoint.save_dir, "checkpoint_best.pt")
+    if os.path.isfile(best):
+        metric = OmegaConf.select(cfg, "trainer.best_checkpoint.metric")
+        print(f"  best ({metric}): {best}")
+    print(f"  log:        {os.path.join(cfg.trainer.logging.log_dir, 'log.txt')}")
     if metrics:
         print(f"  metrics:    {os.path.join(exp, 'metrics.json')}")
         for key in SUMMARY_KEYS:
@@ -97,6 +121,8 @@ def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> N
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if args.debug:
+        os.environ["SAM3_ANGIO_VERBOSE"] = "1"
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run_cli(lambda: _main(args), debug=debug,
                    interrupted="interrupted; the last checkpoint.pt (if any) resumes the run")
@@ -146,6 +172,7 @@ def _main(args: argparse.Namespace) -> int:
 
     with ExperimentLock(cfg.paths.experiment_dir):
         prepare_data(cfg)
+        print(data_summary(cfg))
         save_run_config(cfg)
         from sam3_angio.training.launch import launch_local
 

@@ -32,6 +32,9 @@ HARMLESS_ENV = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "S
 
 def log_harmless_env() -> None:
     """What SAM3's ``log_env_variables`` logs, restricted to ``HARMLESS_ENV``."""
+    from sam3_angio.training.console import quiet_console
+
+    quiet_console()  # SAM3 calls this right after setting up its console logging
     shown = {k: os.environ[k] for k in HARMLESS_ENV if k in os.environ}
     logging.info("environment (allow-listed; others are not logged): %s", shown)
 
@@ -60,7 +63,12 @@ class AngioTrainer(Trainer):
             run_info = OmegaConf.to_container(run_info, resolve=True)
         self.run_info = json.loads(json.dumps(dict(run_info or {})))
         self._init_reliability(kwargs, nan_guard, best_checkpoint)
+        from sam3_angio.training.console import import_sam3_eval_quietly, quiet_third_party_warnings
+
+        quiet_third_party_warnings()
+        import_sam3_eval_quietly()
         super().__init__(*args, **kwargs)
+        self._init_console()
 
     def _save_checkpoint(self, checkpoint, checkpoint_path):
         checkpoint = {**checkpoint, "angio": self.run_info,
@@ -97,6 +105,7 @@ class AngioTrainer(Trainer):
     # ------------------------------------------------------------------ the epoch and the step
     def train_epoch(self, train_loader):
         self._check_loader_not_empty(train_loader)
+        self._iters_this_epoch = len(train_loader)
         self._optimiser_steps_this_epoch = 0
         skip, self._resume_batches = self._resume_batches, 0
         self._batches_done = skip
@@ -118,6 +127,7 @@ class AngioTrainer(Trainer):
             return super()._step(batch, model, phase)
         inner = next(iter(batch.values()))
         losses, batch_size, step_losses = super()._step(batch, model, phase)
+        self._last_step_losses = step_losses
         return self._guard_loss(losses, batch_size, step_losses, inner, model)
 
     def _run_step(self, batch, phase, loss_mts, extra_loss_mts, raise_on_error: bool = True):
@@ -125,6 +135,7 @@ class AngioTrainer(Trainer):
         super()._run_step(batch, phase, loss_mts, extra_loss_mts, raise_on_error=raise_on_error)
         self._guard_gradients()
         self._batches_done += 1
+        self._console_step()
 
     # ------------------------------------------------------------------ reliability: no silent no-op epochs
     def _check_loader_not_empty(self, train_loader) -> None:
@@ -278,6 +289,7 @@ class AngioTrainer(Trainer):
     def val_epoch(self, val_loader, phase):
         out = super().val_epoch(val_loader, phase)
         self._keep_best(out)
+        self._console_validation(out)
         return out
 
     def _keep_best(self, out: Dict[str, Any]) -> None:
@@ -297,6 +309,54 @@ class AngioTrainer(Trainer):
         self.best_meter_values["angio_best/epoch"] = int(self.epoch)
         self.save_checkpoint(self.epoch + 1, ["checkpoint_best"])
         logging.info("checkpoint_best.pt: %s = %.4f at epoch %d", self.best_metric, value, self.epoch)
+
+
+    # ------------------------------------------------------------------ console (the rest: logs/log.txt)
+    def _init_console(self) -> None:
+        from sam3_angio.training.console import quiet_console
+
+        quiet_console()
+        self._ever_nonzero: set = set()
+        self._last_step_losses: Dict[str, Any] = {}
+        self._iters_this_epoch = 0
+
+    def _setup_components(self):
+        # SAM3 has set up its console logging by now: the module tree, optimiser groups and datasets
+        # it logs at INFO go to logs/log.txt only.
+        from sam3_angio.training.console import quiet_console
+
+        quiet_console()
+        return super()._setup_components()
+
+    def _console_step(self) -> None:
+        from sam3_angio.training.console import say, verbose
+
+        every = max(1, int(getattr(self.logging_conf, "log_freq", 1) or 1))
+        if verbose() or (self._batches_done % every and self._batches_done != self._iters_this_epoch):
+            return
+        terms = {}
+        for k, v in (self._last_step_losses or {}).items():
+            value = float(torch.as_tensor(v).detach().float().mean()) if torch.as_tensor(v).numel() else 0.0
+            name = k.rsplit("/", 1)[-1].removeprefix("train_all_")
+            if value != 0.0:
+                self._ever_nonzero.add(name)
+            if name in self._ever_nonzero and not name.endswith(("_acc", "_f1", "acc_o2m", "f1_o2m")):
+                terms[name] = value
+        core = terms.pop("core_loss", None)
+        shown = "  ".join(f"{k} {v:.3g}" for k, v in terms.items())
+        skipped = f"  ({self.skipped_steps} non-finite steps skipped)" if self.skipped_steps else ""
+        say(f"epoch {self.epoch} step {self._batches_done}/{self._iters_this_epoch}  loss "
+            f"{'nan' if core is None else f'{core:.4g}'}  {shown}{skipped}")
+
+    def _console_validation(self, out: Dict[str, Any]) -> None:
+        from sam3_angio.training.console import say
+
+        picked = []
+        for name in ("segm.AP", "bbox.AP", "segm.AP50", "cass.naming_top1"):
+            vals = [v for k, v in out.items() if k.endswith("/" + name) and isinstance(v, (int, float))]
+            if vals:
+                picked.append(f"{name} {float(vals[0]):.4f}")
+        say(f"validation after epoch {self.epoch}: {'  '.join(picked) or 'no metrics (see logs/log.txt)'}")
 
 
 class _Fixed:

@@ -235,7 +235,7 @@ def _probe_env():
     return {"PYTHONPATH": os.pathsep.join([str(Path(tests).parent), tests, os.environ.get("PYTHONPATH", "")])}
 
 
-def test_nan_step_is_skipped_and_named_and_run_finishes_finite(tiny_data_root, tmp_path):
+def test_nan_step_is_skipped_and_named_and_run_finishes_finite_with_a_readable_console(tiny_data_root, tmp_path):
     import math
 
     import torch
@@ -250,6 +250,18 @@ def test_nan_step_is_skipped_and_named_and_run_finishes_finite(tiny_data_root, t
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert ckpt["steps"]["train"] == 2 and "run finished" in proc.stdout
     assert all(math.isfinite(s["Losses/train_all_loss"]) for s in _stats(exp, "train_stats.json"))
+    # checkpoint_best.pt by segm AP (the default best_checkpoint.metric), beside the latest
+    best = torch.load(exp / "checkpoints" / "checkpoint_best.pt", map_location="cpu", weights_only=True)
+    assert "angio_best/segm.AP" in best["best_meter_values"]
+    # The console: what a user needs; SAM3's module tree, meters and third-party warnings in log.txt only.
+    console = proc.stdout + proc.stderr
+    for noise in ("torch.jit.script` is deprecated", "Disabling autocast", "TIDE not installed", "Raw dataset length",
+                  "Grad strides", "Mem (GB)", "Matches for"):
+        assert noise not in console, noise
+    assert "epoch 0 step 2/2  loss" in proc.stdout and "validation after epoch 0: segm.AP" in proc.stdout
+    assert "data (vessel): train 4 frames" in proc.stdout and "best (segm.AP)" in proc.stdout
+    assert len(console.splitlines()) < 40, console
+    assert "Raw dataset length" in log and "Train Epoch" in log
 
 
 def test_consecutive_nan_steps_stop_with_a_clear_error_and_no_checkpoint(tiny_data_root, tmp_path):
