@@ -17,6 +17,8 @@ import sam3.train.trainer as sam3_trainer
 from omegaconf import DictConfig, OmegaConf
 from sam3.train.trainer import Trainer
 
+from sam3_angio.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # Environment variables worth having in a run's log; nothing else is written (values of the rest are
@@ -49,3 +51,33 @@ class AngioTrainer(Trainer):
     def _save_checkpoint(self, checkpoint, checkpoint_path):
         checkpoint = {**checkpoint, "angio": self.run_info}
         super()._save_checkpoint(checkpoint, checkpoint_path)
+
+    # ------------------------------------------------------------------ reliability: no silent no-op epochs
+    def train_epoch(self, train_loader):
+        self._check_loader_not_empty(train_loader)
+        self._optimiser_steps_this_epoch = 0
+        out = super().train_epoch(train_loader)
+        self._check_epoch_trained()
+        return out
+
+    def _run_step(self, batch, phase, loss_mts, extra_loss_mts, raise_on_error: bool = True):
+        super()._run_step(batch, phase, loss_mts, extra_loss_mts, raise_on_error=raise_on_error)
+        self._optimiser_steps_this_epoch = getattr(self, "_optimiser_steps_this_epoch", 0) + 1
+
+    def _check_loader_not_empty(self, train_loader) -> None:
+        if len(train_loader) > 0:
+            return
+        conf = self.data_conf.train
+        n = len(self.train_dataset.dataset) if self.train_dataset is not None else 0
+        raise UserError(
+            f"epoch {self.epoch}: the training data loader is empty ({n} frame(s) over {os.environ.get('WORLD_SIZE', '1')} "
+            f"rank(s), batch size {conf.get('batch_size')}, drop_last={conf.get('drop_last')}): 0 optimiser steps; "
+            f"add training data or lower scratch.train_batch_size"
+        )
+
+    def _check_epoch_trained(self) -> None:
+        if self._optimiser_steps_this_epoch == 0:
+            raise UserError(
+                f"epoch {self.epoch} made 0 optimiser steps (every batch failed or was skipped); nothing was "
+                f"trained, so no checkpoint or metrics were written; see {self.logging_conf.log_dir}/log.txt"
+            )
