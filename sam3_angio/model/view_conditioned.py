@@ -64,8 +64,8 @@ class ViewConditionedSam3(nn.Module):
             ground-truth segment (what it names at inference), besides the ground-truth regions.
         freeze: ``{backbone, sam3_heads, view, cass_head, prompt_encoder}``: True freezes that part.
         modes: training passes of a step, ``automatic`` and/or ``proofread`` (``training.modes``).
-        prompt_encoder: registered prompt encoder (``PROMPT_ENCODERS``), built when ``proofread`` is a
-            mode (default ``sparse_conv``); None otherwise.
+        prompt_encoder: registered prompt encoder (``PROMPT_ENCODERS``, default ``sparse_conv``), built
+            only when ``proofread`` is a mode (a model trained without it takes no clicks).
         proofread: simulated clicks of the interactive sub-mode: ``num_pos_points``, ``num_neg_points``,
             ``point_sampling`` (uniform | centreline).
     """
@@ -102,10 +102,9 @@ class ViewConditionedSam3(nn.Module):
                                      view_dim=view_dim)
         self.register_buffer("_cat_to_class", self._category_table(self.class_ids), persistent=False)
         self.modes = self._check_modes(modes)
-        if prompt_encoder is None and "proofread" in self.modes:
-            prompt_encoder = "sparse_conv"
-        self.prompt_encoder = (None if prompt_encoder is None else
-                               PROMPT_ENCODERS.build(prompt_encoder, channels=channels, num_classes=len(self.class_ids)))
+        self.prompt_encoder = (PROMPT_ENCODERS.build(prompt_encoder or "sparse_conv", channels=channels,
+                                                     num_classes=len(self.class_ids))
+                               if "proofread" in self.modes else None)
         self.proofread = self._check_proofread(proofread)
         self.set_trainable(freeze or {})
 
