@@ -11,7 +11,8 @@ module call in the graph (hooks, ``torch.compile`` and activation checkpointing 
 
 Outputs keep SAM3's structure (``SAM3Output``; SAM3's losses and matcher work unchanged); the last
 step's dict gains ``cass_logits`` (N, K) / ``cass_targets`` (N,) / ``cass_image_idx`` (N,) for the
-ground-truth regions of the batch, and ``view_features`` (B, 256, h, w) / ``view_embedding`` (B, D), with
+ground-truth regions of the batch (with a CASS head), ``qca_pred`` / ``qca_targets`` (N, 3) (with a
+regression head: stenosis %/100, MLD mm, reference mm; targets NaN where not measured), and ``view_features`` (B, 256, h, w) / ``view_embedding`` (B, D), with
 which ``name_regions`` names any other region - a predicted mask at inference. A fresh wrapper's SAM3
 outputs equal plain SAM3's (FiLM starts at identity).
 
@@ -34,6 +35,7 @@ from sam3.model.model_misc import SAM3Output
 
 import sam3_angio.model.cass_head  # noqa: F401  (registers the built-in CASS heads)
 import sam3_angio.model.prompt_encoder  # noqa: F401  (registers the built-in prompt encoders)
+import sam3_angio.model.regression_head  # noqa: F401  (registers the built-in regression heads)
 import sam3_angio.model.view_encoder  # noqa: F401  (registers the built-in view encoders)
 from sam3_angio.cass import class_ids as validate_class_ids
 from sam3_angio.errors import ConfigError
@@ -59,10 +61,13 @@ class ViewConditionedSam3(nn.Module):
         view_conditioning: False = the same model that never sees the angles (the baseline).
         view_encoder: registered view encoder (``VIEW_ENCODERS``): a name or ``{name, ...args}``.
         unknown_angles: ``learned`` ("unknown" embedding) or ``identity`` (FiLM off for that frame).
-        cass_head: registered head (``HEADS``): a name or ``{name, ...args}``.
+        cass_head: registered head (``HEADS``): a name or ``{name, ...args}``; None: no CASS head (phase 3).
+        regression_head: registered head (``HEADS``, e.g. ``qca_mlp``) predicting each region's stenosis %,
+            MLD and reference diameter; None (default): none.
         cass_on_predictions: also teach the head on the predicted masks the matcher assigned to each
             ground-truth segment (what it names at inference), besides the ground-truth regions.
-        freeze: ``{backbone, sam3_heads, view, cass_head, prompt_encoder}``: True freezes that part.
+        freeze: ``{backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True freezes
+            that part.
         modes: training passes of a step, ``automatic`` and/or ``proofread`` (``training.modes``).
         prompt_encoder: registered prompt encoder (``PROMPT_ENCODERS``, default ``sparse_conv``), built
             only when ``proofread`` is a mode (a model trained without it takes no clicks).
@@ -77,8 +82,9 @@ class ViewConditionedSam3(nn.Module):
         view_conditioning: bool = True,
         view_encoder: Spec = "sinusoidal",
         unknown_angles: str = "learned",
-        cass_head: Spec = "mlp",
+        cass_head: Optional[Spec] = "mlp",
         cass_on_predictions: bool = False,
+        regression_head: Optional[Spec] = None,
         view_dim: int = 256,
         freeze: Optional[Dict[str, bool]] = None,
         modes: Sequence[str] = ("automatic",),
@@ -98,8 +104,10 @@ class ViewConditionedSam3(nn.Module):
         num_levels = len(vb.vision_backbone.scale_factors) - vb.scalp
         self.view_encoder = VIEW_ENCODERS.build(view_encoder, dim=view_dim)
         self.film = nn.ModuleList(FiLM(view_dim, channels) for _ in range(num_levels))
-        self.cass_head = HEADS.build(cass_head, num_classes=len(self.class_ids), channels=channels,
-                                     view_dim=view_dim)
+        self.cass_head = (HEADS.build(cass_head, num_classes=len(self.class_ids), channels=channels,
+                                      view_dim=view_dim) if cass_head is not None else None)
+        self.regression_head = (HEADS.build(regression_head, channels=channels, view_dim=view_dim)
+                                if regression_head is not None else None)
         self.register_buffer("_cat_to_class", self._category_table(self.class_ids), persistent=False)
         self.modes = self._check_modes(modes)
         self.prompt_encoder = (PROMPT_ENCODERS.build(prompt_encoder or "sparse_conv", channels=channels,
@@ -142,12 +150,14 @@ class ViewConditionedSam3(nn.Module):
         return cfg
 
     def set_trainable(self, freeze: Dict[str, bool]) -> None:
-        """``freeze: {backbone, sam3_heads, view, cass_head, prompt_encoder}``: True freezes that part."""
+        """``freeze: {backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True
+        freezes that part."""
         parts = {
             "backbone": [self.detector.backbone],
             "sam3_heads": [m for n, m in self.detector.named_children() if n != "backbone"],
             "view": [self.view_encoder, self.film],
-            "cass_head": [self.cass_head],
+            "cass_head": [self.cass_head] if self.cass_head is not None else [],
+            "regression_head": [self.regression_head] if self.regression_head is not None else [],
             "prompt_encoder": [self.prompt_encoder] if self.prompt_encoder is not None else [],
         }
         unknown = set(freeze) - set(parts)
@@ -280,7 +290,12 @@ class ViewConditionedSam3(nn.Module):
         last = outputs.output[-1][-1]
         last["view_features"] = features
         last["view_embedding"] = e
-        self._add_cass_outputs(last, batch, features, e)
+        if self.cass_head is not None or self.regression_head is not None:
+            regions = self._target_regions(batch, features)
+            if self.cass_head is not None:
+                self._add_cass_outputs(last, features, e, *regions)
+            if self.regression_head is not None:
+                self._add_regression_outputs(last, batch, features, e, *regions)
         known = self.known_pixels(batch)
         if known is not None:
             last["semantic_known"] = known
@@ -315,9 +330,15 @@ class ViewConditionedSam3(nn.Module):
         (FiLM-modulated) ``features`` (B, C, h, w) and view embeddings ``e`` (B, D) of the batch."""
         return self.cass_head(features, masks.to(features.device), image_idx.to(features.device), e)
 
-    def _add_cass_outputs(self, last: dict, batch, features: torch.Tensor, e: torch.Tensor) -> None:
-        """Name every target segment of the batch from its ground-truth region (and, with
-        ``cass_on_predictions`` in training, from the predicted masks matched to it)."""
+    def regress_regions(self, features: torch.Tensor, masks: torch.Tensor, image_idx: torch.Tensor,
+                        e: torch.Tensor) -> torch.Tensor:
+        """The regression head on regions ``masks`` (N, H, W): (N, 3) stenosis %, MLD mm, reference mm."""
+        pred = self.regression_head(features, masks.to(features.device), image_idx.to(features.device), e)
+        return self.regression_head.denormalise(pred)
+
+    def _target_regions(self, batch, features: torch.Tensor):
+        """The batch's ground-truth target regions: masks (N, H, W) (boxes when segmentation is off),
+        their image (N,), their query's category (N,), and the image of each query (Q,)."""
         target = batch.find_targets[0]
         inputs = batch.find_inputs[0]
         meta = batch.find_metadatas[0]
@@ -326,10 +347,30 @@ class ViewConditionedSam3(nn.Module):
         img_of_query = inputs.img_ids.to(device).long()  # (Q,)
         image_idx = torch.repeat_interleave(img_of_query, num)
         cats = torch.as_tensor(meta.original_category_id, device=device).long().view(-1)
-        labels = self.class_index(torch.repeat_interleave(cats, num))
         masks = target.segments  # None when segmentation is off: the boxes stand in
         if masks is None or masks.shape[0] != image_idx.shape[0]:
             masks = boxes_to_masks(target.boxes.view(-1, 4), features.shape[-2:])
+        return masks, image_idx, torch.repeat_interleave(cats, num), img_of_query
+
+    def _add_regression_outputs(self, last: dict, batch, features: torch.Tensor, e: torch.Tensor,
+                                masks: torch.Tensor, image_idx: torch.Tensor, cats: torch.Tensor,
+                                img_of_query: torch.Tensor) -> None:
+        """Regress every target region (normalised, as the loss compares) beside its measured values."""
+        n = image_idx.shape[0]
+        targets = getattr(batch, "qca_targets", None)
+        if targets is None or targets.shape[0] != n:  # a plain SAM3 batch, or values lost: none measured
+            targets = features.new_full((n, 3), float("nan"))
+        scale = self.regression_head.denormalise(features.new_ones(1, 3))[0]  # (3,) normalised -> units
+        last["qca_pred"] = self.regression_head(features, masks.to(features.device), image_idx, e)
+        last["qca_targets"] = targets.to(features.device, features.dtype) / scale
+        last["qca_image_idx"] = image_idx
+
+    def _add_cass_outputs(self, last: dict, features: torch.Tensor, e: torch.Tensor, masks: torch.Tensor,
+                          image_idx: torch.Tensor, cats: torch.Tensor, img_of_query: torch.Tensor) -> None:
+        """Name every target segment of the batch from its ground-truth region (and, with
+        ``cass_on_predictions`` in training, from the predicted masks matched to it)."""
+        device = features.device
+        labels = self.class_index(cats)
         logits = self.name_regions(features, masks, image_idx, e)
         if self.training and self.cass_on_predictions and "indices" in last and "pred_masks" in last:
             q_idx, p_idx, t_idx = last["indices"]
