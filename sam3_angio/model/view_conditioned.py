@@ -256,7 +256,10 @@ class ViewConditionedSam3(nn.Module):
                 last["clicks"] = clicks
         outputs = results[modes[0]]
         if self.training and modes != ("automatic",):
-            outputs.mode_outputs = results
+            outputs.mode_outputs = results  # what AngioLoss reads
+            # DDP (find_unused_parameters) looks for the graph in the returned lists and dicts only: the
+            # other passes must be reachable from it, or their parameters count as unused.
+            outputs.output[-1][-1]["other_mode_outputs"] = {m: results[m] for m in modes[1:]}
         return outputs
 
     def prompted(self, backbone_out: Dict[str, Any], clicks: Clicks) -> Dict[str, Any]:
