@@ -189,6 +189,16 @@ def register_resolvers() -> None:
         # A mapping's values as a list, in order: lets configs compose list-valued options
         # (learning-rate groups) by adding keys instead of copying whole lists.
         OmegaConf.register_new_resolver("angio.values", _values)
+    if not OmegaConf.has_resolver("angio.if_in"):
+        # ${angio.if_in:ITEM,LIST,A,B}: A when ITEM is in LIST, else B (e.g. the prompt encoder's
+        # learning-rate group only when training.modes has proofread).
+        OmegaConf.register_new_resolver("angio.if_in", _if_in)
+
+
+def _if_in(item, container, then, otherwise):
+    items = OmegaConf.to_container(container, resolve=True) if OmegaConf.is_config(container) else container
+    chosen = then if item in list(items or []) else otherwise
+    return OmegaConf.to_container(chosen, resolve=True) if OmegaConf.is_config(chosen) else chosen
 
 
 def _values(d):

@@ -19,14 +19,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(scope="session")
 def tiny_data_root(tmp_path_factory) -> Path:
-    """paths.data_root holding coco_cass/ and coco_vessel/ (4 train + 2 val frames each, 128 px)."""
+    """paths.data_root holding coco_cass/, coco_vessel/ and coco_stenosis/ (4 train + 2 val frames each,
+    128 px; half the stenosis annotations carry measured stenosis %, MLD and reference diameter)."""
     from tiny_coco import VESSEL_CATEGORIES, cass_categories, write_tiny_coco
 
     root = tmp_path_factory.mktemp("tiny_data")
     write_tiny_coco(str(root / "coco_cass"), cass_categories([1, 2, 12, 13]), n_train=4, n_val=2)
     write_tiny_coco(str(root / "coco_vessel"), VESSEL_CATEGORIES, n_train=4, n_val=2, cats_per_image=1)
     write_tiny_coco(str(root / "coco_stenosis"), [{"id": 1, "name": "stenosis"}], n_train=4, n_val=2,
-                    cats_per_image=1)
+                    cats_per_image=1, measured=True)
     return root
 
 
@@ -86,6 +87,16 @@ def trained_cass_run(tiny_data_root, tmp_path_factory) -> Path:
     exp = tmp_path_factory.mktemp("cass_run_4cls")
     run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1),
                "model.class_ids=[1,2,12,13]"], check=True)
+    return exp
+
+
+@pytest.fixture(scope="session")
+def proofread_cass_run(tiny_data_root, tmp_path_factory) -> Path:
+    """A CASS run of the tiny model trained with ``training.modes=[automatic,proofread]`` (1 epoch):
+    its Predictor takes clicks."""
+    exp = tmp_path_factory.mktemp("cass_run_proofread")
+    run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1),
+               "model.class_ids=[1,2,12,13]", "training.modes=[automatic,proofread]"], check=True)
     return exp
 
 

@@ -37,8 +37,11 @@ def write_tiny_coco(
     seed: int = 0,
     with_angles: bool = True,
     cats_per_image: int = 2,
+    measured: bool = False,
 ) -> Dict[str, str]:
-    """Write ``root/{train,val}/annotations.json`` + ``images/``; return the four paths."""
+    """Write ``root/{train,val}/annotations.json`` + ``images/``; return the four paths. ``measured``:
+    odd-numbered annotations carry ``stenosis_pct``, ``mld_mm``, ``reference_diameter_mm`` (as the
+    synthetic generator's do), even-numbered ones none (as ARCADE's)."""
     rng = np.random.default_rng(seed)
     out = {}
     ann_id = 1
@@ -63,6 +66,10 @@ def write_tiny_coco(
                     "segmentation": rle, "area": float(mask_util.area(rle)), "bbox": [x, y, w, h],
                     "iscrowd": 0,
                 })
+                if measured and ann_id % 2 == 1:
+                    pct, ref = 30.0 + (ann_id * 7) % 60, 2.5 + (ann_id % 3) * 0.5
+                    anns[-1].update({"stenosis_pct": pct, "reference_diameter_mm": ref,
+                                     "mld_mm": round(ref * (1 - pct / 100), 2)})
                 ann_id += 1
             name = f"{split}_{i:03d}.png"
             Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8)).save(os.path.join(img_dir, name))

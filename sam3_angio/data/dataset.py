@@ -3,22 +3,56 @@
 One sample: COCO image record (``view_angles: {primary, secondary}`` in degrees or null) -> SAM3
 ``Datapoint`` -> ``AngioDatapoint`` (+ ``view``: ViewAngles or None) -> ``collate_fn_angio`` ->
 ``AngioBatchedDatapoint`` (+ ``views``: ViewBatch, angles (B_img, 2), known (B_img,)).
+
+An annotation's measured values (``stenosis_pct``, ``mld_mm``, ``reference_diameter_mm``: what the
+synthetic generator records and tools/convert_to_coco.py copies) ride on its object
+(``AngioObject.qca``, NaN where absent) to the batch's ``qca_targets`` (N_targets, 3), in the order of
+``find_targets[0].boxes`` - what the regression heads learn from.
 Angles: primary LAO+ / RAO-, secondary CRA+ / CAU- (``sam3_angio.view_angles``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
 
 from sam3.model.data_misc import BatchedDatapoint
 from sam3.train.data.coco_json_loaders import COCO_FROM_JSON
 from sam3.train.data.collator import collate_fn_api
-from sam3.train.data.sam3_image_dataset import Datapoint, Sam3ImageDataset
+from sam3.train.data.sam3_image_dataset import Datapoint, Object, Sam3ImageDataset
 
 from sam3_angio.errors import ConfigError, DataError, UserError
 from sam3_angio.registry import DATASETS
 from sam3_angio.view_angles import ViewAngles, ViewBatch, parse_view_angles
+
+
+QCA_KEYS: Tuple[str, ...] = ("stenosis_pct", "mld_mm", "reference_diameter_mm")  # the order of qca targets
+NAN3 = (math.nan, math.nan, math.nan)
+
+
+def qca_values(ann: Dict[str, Any]) -> Tuple[float, float, float]:
+    """An annotation's (stenosis_pct, mld_mm, reference_diameter_mm), NaN for each one absent, null,
+    empty or not a finite number."""
+    out = []
+    for key in QCA_KEYS:
+        v = ann.get(key)
+        try:
+            f = float(v) if v not in (None, "") else math.nan
+        except (TypeError, ValueError):
+            f = math.nan
+        out.append(f if math.isfinite(f) else math.nan)
+    return tuple(out)
+
+
+@dataclass
+class AngioObject(Object):
+    """SAM3's Object plus the annotation's measured values (``QCA_KEYS`` order, NaN = not measured).
+    SAM3's transforms keep or drop objects but never rebuild them, so the field survives them."""
+
+    qca: Tuple[float, float, float] = NAN3
 
 
 @dataclass
@@ -50,10 +84,20 @@ class AngioCocoLoader(COCO_FROM_JSON):
 
     def loadQueriesAndAnnotationsFromDatapoint(self, idx):
         queries, annotations = super().loadQueriesAndAnnotationsFromDatapoint(idx)
-        record = self._raw_data[idx // len(self.category_chunks)]["image"]
+        raw = self._raw_data[idx // len(self.category_chunks)]
+        record = raw["image"]
         exhaustive = bool(record.get("labels_exhaustive", self.labels_exhaustive))
         for q in queries:
             q["is_exhaustive"] = exhaustive
+        # SAM3's loader keeps only the geometry; it lists a chunk's annotations category by category,
+        # each category's in file order - the same walk pairs each with its raw record.
+        by_cat: Dict[Any, List[dict]] = {}
+        for ann in raw["annotations"]:
+            by_cat.setdefault(ann["category_id"], []).append(ann)
+        ordered = [ann for cat in self.category_chunks[idx % len(self.category_chunks)] for ann in by_cat.get(cat, [])]
+        if len(ordered) == len(annotations):
+            for ann, src in zip(annotations, ordered):
+                ann["qca"] = qca_values(src)
         return queries, annotations
 
     def loadImagesFromDatapoint(self, idx):
@@ -134,6 +178,13 @@ class AngioImageDataset(Sam3ImageDataset):
 
     def load_queries(self, pil_images, annotations, queries, img_metadata):
         datapoint = super().load_queries(pil_images, annotations, queries, img_metadata)
+        # SAM3 appends one Object per annotation to its image, in order: the same walk pairs them.
+        ids = [pil[0] for pil in pil_images]
+        for i, image in enumerate(datapoint.images):
+            anns = [a for a in annotations if a["image_id"] == ids[i]]
+            if len(anns) == len(image.objects):
+                image.objects = [AngioObject(**{f.name: getattr(o, f.name) for f in fields(Object)},
+                                             qca=tuple(a.get("qca", NAN3))) for o, a in zip(image.objects, anns)]
         meta = img_metadata[0] if img_metadata else {}
         view = parse_view_angles(meta.get("view_angles"), f"{self.annFile}: image {meta.get('original_img_id')}")
         return AngioDatapoint.from_datapoint(datapoint, view)
@@ -145,6 +196,7 @@ class AngioBatchedDatapoint(BatchedDatapoint):
     attribute), so it survives SAM3's ``copy_data_to_device``."""
 
     views: Optional[ViewBatch] = None  # angles (B_img, 2) degrees, known (B_img,)
+    qca_targets: Optional[torch.Tensor] = None  # (N_targets, 3) QCA_KEYS, NaN = not measured
 
 
 def collate_fn_angio(batch: List[Any], dict_key: str, **kwargs) -> Dict[str, AngioBatchedDatapoint]:
@@ -164,8 +216,23 @@ def collate_fn_angio(batch: List[Any], dict_key: str, **kwargs) -> Dict[str, Ang
     base = out[dict_key]
     out[dict_key] = AngioBatchedDatapoint(
         **{f.name: getattr(base, f.name) for f in fields(BatchedDatapoint)}, views=ViewBatch.of(views),
+        qca_targets=qca_targets(batch),
     )
     return out
+
+
+def qca_targets(batch: List[Any]) -> torch.Tensor:
+    """(N_targets, 3) measured values of the first stage's target objects, in the order SAM3's collate
+    lists them (datapoint by datapoint, query by query, the query's objects in order); NaN rows for
+    objects without values (ARCADE, a plain SAM3 Object)."""
+    rows: List[Tuple[float, float, float]] = []
+    for dp in batch:
+        for q in dp.find_queries:
+            if q.query_processing_order != 0:
+                continue
+            for oid in q.object_ids_output:
+                rows.append(tuple(getattr(dp.images[q.image_id].objects[oid], "qca", NAN3)))
+    return torch.tensor(rows, dtype=torch.float32).view(-1, 3)
 
 
 DATASETS.register(collate_fn_angio)

@@ -3,7 +3,7 @@ study CSV), named coronary segments out (predictions.json, segments.csv, overlay
 
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
-        [overrides...]
+        [--qca [--no-qca-figures]] [overrides...]
 
 Inputs are read by ``sam3_angio.data.inputs`` and named by the ``Predictor`` that ``tools/eval.py`` uses.
 One input is read whole before it is predicted (a long cine or a study CSV is held in memory as 8-bit
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a segment is named: fused (head + query, default of the config), head, query")
     p.add_argument("--score-thr", type=float, default=0.5, help="segments at or above this score go to "
                    "segments.csv and the overlays (predictions.json keeps every instance); default 0.5")
+    p.add_argument("--qca", action="store_true", help="quantitative coronary analysis (docs/qca.md) of every "
+                   "segment in segments.csv: DIR/<input>/qca.json, qca.csv and qca_figures/ (mm when the "
+                   "frame's pixel spacing is known: DICOM header, CSV or --mm-per-pixel; px otherwise)")
+    p.add_argument("--no-qca-figures", action="store_true", help="with --qca: qca.json and qca.csv only")
     p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
                    "is kept until the new one is complete)")
@@ -176,6 +180,8 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
         parse_frames(args.frames)
     except ValueError as e:  # FrameSpecError
         raise InputError(f"--frames: {e}") from None
+    if args.no_qca_figures and not args.qca:
+        raise InputError("--no-qca-figures needs --qca")
     if not 0.0 <= args.score_thr <= 1.0:
         raise InputError(f"--score-thr {args.score_thr}: expected a score between 0 and 1")
     out = Path(args.out)
@@ -250,7 +256,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
                                        [ids[i] for i in chunk])
     info = predictor.info.to_dict()
     settings = {"frames": args.frames, "angles": args.angles, "mm_per_pixel": args.mm_per_pixel,
-                "naming": predictor.naming, "score_thr": args.score_thr}
+                "naming": predictor.naming, "score_thr": args.score_thr, "qca": bool(args.qca)}
     notes = []
     if first.view_angles is None and info.get("view_conditioned"):
         notes.append("view angles unknown: the view-conditioned model named these segments without the view "
@@ -258,11 +264,14 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
     if first.mm_per_pixel is None:
         notes.append("pixel spacing unknown: lengths in px only (pass --mm-per-pixel)")
     with atomic_output_dir(target, overwrite=args.overwrite) as tmp:
-        images, rows, all_instances, pictures = [], [], [], []
+        images, rows, all_instances, pictures, qca_items = [], [], [], [], []
         for image_id, frame, insts in zip(ids, frames, instances):
             images.append(O.image_record(image_id, frame))
+            first_id = len(all_instances) + 1  # predictions.json numbers the instances 1..n
             all_instances += insts
             segs = O.measure(insts, args.score_thr)
+            if args.qca:
+                qca_items += O.qca_items(frame, segs, first_id, insts)
             rows += [O.segment_row(frame, s) for s in segs]
             picture = O.frame_overlay(frame, segs, info["model"], args.score_thr)
             O.save_png(tmp / O.overlay_name(frame), picture)
@@ -274,6 +283,28 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
         O.write_segments_csv(tmp / "segments.csv", rows)
         O.write_json(tmp / "predictions.json", O.predictions_document(info, settings, images, all_instances, notes))
+        if args.qca:
+            qca_summary = write_qca(tmp, qca_items, first, figures=not args.no_qca_figures)
     print(f"  -> {target}/ (predictions.json, segments.csv, {len(pictures)} overlay(s)"
-          + (", overlay.gif" if len(frames) >= 2 else "") + ")", flush=True)
+          + (", overlay.gif" if len(frames) >= 2 else "") + (f", {qca_summary}" if args.qca else "") + ")",
+          flush=True)
     return target
+
+
+def write_qca(folder: Path, items: list, first: InputFrame, figures: bool = True) -> str:
+    """QCA of the segments of one input into ``folder``: qca.json, qca.csv (one row a lesion) and
+    qca_figures/ (one figure a segment). A segment QCA cannot measure (too short, a blob) is listed
+    under ``skipped`` in qca.json with the reason; it does not stop the input. Returns a summary."""
+    from sam3_angio.inference.outputs import QCA_FIGURES
+    from sam3_angio.qca.batch import run_items
+    from sam3_angio.qca.report import write_report
+
+    report = run_items(items, figures_dir=folder / QCA_FIGURES if figures and items else None)
+    report.inputs = {"predictions": "predictions.json", "input": first.input_id, "mm_per_pixel": first.mm_per_pixel,
+                     "spacing_source": first.spacing_source if first.mm_per_pixel is not None else None}
+    write_report(report, folder)
+    n_les = sum(len(s.lesions) for s in report.segments)
+    for s in report.skipped:
+        print(f"  qca: skipped {s['source']}: {s['error']}", flush=True)
+    return (f"qca.json, qca.csv: {len(report.segments)} segment(s) measured, {n_les} lesion(s)"
+            + (f", {len(report.skipped)} skipped" if report.skipped else ""))

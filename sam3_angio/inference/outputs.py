@@ -6,6 +6,8 @@
     OUT/<input_id>/segments.csv       one row a segment with score >= --score-thr: area, centreline length
     OUT/<input_id>/overlay.png        (an image input) or overlay_f<frame:04d>.png (a frame of a cine,
                                       DICOM or study-CSV cine), overlay.gif when the input has >= 2 frames
+    OUT/<input_id>/qca.json, qca.csv  with --qca: QCA (sam3_angio.qca) of every segment in segments.csv,
+    OUT/<input_id>/qca_figures/       in mm when the frame's spacing is known (docs/qca.md)
 
 Masks are compressed RLE at the frame's size (H, W) as read; lengths in frame px, mm = px x mm_per_pixel
 (only when the spacing is known). docs/inference.md documents every key.
@@ -103,6 +105,31 @@ def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "
                                                "category_id": s.instance["category_id"]} for s in segments],
                                 " | ".join(parts))
     return picture
+
+
+QCA_FIGURES = "qca_figures"
+
+
+def qca_items(frame: InputFrame, segments: Sequence[Segment], first_annotation_id: int,
+              instances: Sequence[dict]) -> list:
+    """The QCA inputs (``sam3_angio.qca.sources.MaskItem``) of one frame's measured segments: the mask,
+    the frame's spacing (None: QCA reports pixels), the CASS segment of the name, and ``annotation_id``
+    = the instance's ``id`` in predictions.json (instances numbered from ``first_annotation_id``)."""
+    from sam3_angio.qca.sources import MaskItem, cass_of
+
+    index = {id(inst): k for k, inst in enumerate(instances)}
+    items = []
+    for seg in segments:
+        inst = seg.instance
+        ann_id = first_annotation_id + index[id(inst)]
+        cid, cname = cass_of(inst.get("cass_name"))  # "mid LAD" -> 13; "stenosis" -> None
+        items.append(MaskItem(
+            source=f"{frame.input_id}/{file_name(frame)}#annotation={ann_id}", mask=seg.mask,
+            mm_per_pixel=frame.mm_per_pixel, image=frame.image,
+            meta={"frame": file_name(frame), "frame_index": frame.frame_index, "image_id": inst["image_id"],
+                  "annotation_id": ann_id, "name": inst.get("cass_name"), "score": round(float(inst["score"]), 4),
+                  "cass_segment": cid, "cass_name": cname}))
+    return items
 
 
 def segment_row(frame: InputFrame, seg: Segment) -> dict:

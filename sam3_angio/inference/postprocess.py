@@ -10,7 +10,9 @@ and ``tools/predict.py`` share, so their numbers cannot disagree.
 An instance is a COCO result (``image_id``, ``category_id``, ``score``, ``bbox`` [x, y, w, h] px,
 ``segmentation`` compressed RLE at (H, W), ``area``) plus ``cass_name`` (the category's name),
 ``query_category_id`` and ``detection_score`` (the query that found it and its score) and, for a model
-with a CASS head, ``cass_probs`` ({name: probability}); names follow ``naming.py``. Scores are SAM3's
+with a CASS head, ``cass_probs`` ({name: probability}); names follow ``naming.py``. A model with a
+regression head adds its estimates on the predicted mask: ``predicted_stenosis_pct``,
+``predicted_mld_mm``, ``predicted_reference_diameter_mm``. Scores are SAM3's
 (sigmoid of the query logit times the presence probability); masks are SAM3's (bilinear to (H, W),
 sigmoid > 0.5), as in its own ``PostProcessImage``.
 """
@@ -26,6 +28,8 @@ from pycocotools import mask as mask_utils
 
 from sam3_angio.cass import CASS_BY_ID, cass_name
 from sam3_angio.inference.naming import check_rule, name_probabilities
+
+QCA_KEYS = ("stenosis_pct", "mld_mm", "reference_diameter_mm")  # a regression head's outputs, in order
 
 
 def _cass_name_or_id(category_id: int) -> str:
@@ -79,7 +83,9 @@ def predict_instances(
     image_ids = torch.as_tensor(metadata.original_image_id).long().view(-1).cpu()
     cats = torch.as_tensor(metadata.original_category_id).long().view(-1).cpu()
     sizes = torch.as_tensor(metadata.original_size).long().view(-1, 2).cpu()
-    names_head = hasattr(model, "name_regions") and "view_features" in last and "pred_masks" in last
+    has_features = "view_features" in last and "pred_masks" in last
+    names_head = getattr(model, "cass_head", None) is not None and hasattr(model, "name_regions") and has_features
+    regresses = getattr(model, "regression_head", None) is not None and has_features
     n_per_query = probs.shape[1]
     out: Dict[int, List[dict]] = {}
     for image_id in torch.unique(image_ids).tolist():
@@ -101,6 +107,8 @@ def predict_instances(
             p = name_probabilities(rule, model.class_index(query_cat), score, head, len(class_ids))
         else:
             p, class_ids = None, []
+        values = (model.regress_regions(last["view_features"], low > 0, q_img[q_sel], last["view_embedding"])
+                  .float().cpu().tolist() if regresses and k else None)
         if p is None or rule == "query":
             final_cat, final_score = query_cat, score  # SAM3's own answer: the query's category and score
         else:
@@ -133,6 +141,8 @@ def predict_instances(
                 rec["area"] = int(areas[i])
             if p is not None:  # the head's classes are CASS numbers: named from the CASS table
                 rec["cass_probs"] = {cass_name(c): round(float(v), 4) for c, v in zip(class_ids, p[i].tolist())}
+            if values is not None:
+                rec.update({f"predicted_{key}": round(float(v), 3) for key, v in zip(QCA_KEYS, values[i])})
             records.append(rec)
         out[int(image_id)] = records
     return out

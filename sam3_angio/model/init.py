@@ -22,7 +22,7 @@ from sam3_angio.registry import INITIALIZERS
 log = logging.getLogger(__name__)
 
 # Our own heads: absent from a phase 1 checkpoint by design.
-WRAPPER_OWN = ("view_encoder.", "film.", "cass_head.")
+WRAPPER_OWN = ("view_encoder.", "film.", "cass_head.", "regression_head.")
 
 
 @INITIALIZERS.register()

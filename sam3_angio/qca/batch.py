@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
+import numpy as np
+
 from .errors import QCAInputError
 from .measure import QCAParams, measure_mask
 from .result import SegmentQCA
@@ -38,6 +40,18 @@ class QCAReport:
             "inputs": dict(self.inputs),
             "params": dict(self.params),
         }
+
+
+def _as_figure_frame(image, shape) -> Optional[np.ndarray]:
+    """An in-memory frame (H, W) or (H, W, C), any dtype -> (H, W) float32 in 0..1 (None when its size is
+    not the mask's)."""
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=2)
+    if arr.shape != tuple(shape):
+        return None
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
 
 
 def _slug(text: str) -> str:
@@ -71,8 +85,8 @@ def run_items(items: Iterable[MaskItem], params: Optional[QCAParams] = None, fig
             report.skipped.append({"source": item.source, "error": str(e)})
             continue
         if fig_dir is not None:
-            image = None
-            if item.image_path is not None:
+            image = None if item.image is None else _as_figure_frame(item.image, item.mask.shape)
+            if image is None and item.image_path is not None:
                 try:
                     image = read_frame(item.image_path, item.mask.shape)
                 except QCAInputError as e:

@@ -33,6 +33,7 @@ class MaskItem:
     mm_per_pixel: Optional[float] = None
     meta: Dict[str, Any] = field(default_factory=dict)  # frame, image_id, cass_segment, ...
     image_path: Optional[Path] = None  # the frame, for the figure
+    image: Optional[np.ndarray] = None  # or the frame itself (H, W) in memory (tools/predict.py --qca)
     ostium: Optional[Tuple[float, float]] = None
     error: Optional[str] = None
 

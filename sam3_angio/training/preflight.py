@@ -98,7 +98,8 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
             report.errors.append(f"{key} = {target!r} cannot be imported ({e}).{suggest(target)}")
 
     # Parts built by registered name inside the model (not _target_ paths): each name must be known.
-    for key, reg in (("model.view.encoder", registry.VIEW_ENCODERS), ("model.cass_head", registry.HEADS)):
+    for key, reg in (("model.view.encoder", registry.VIEW_ENCODERS), ("model.cass_head", registry.HEADS),
+                     ("model.regression_head", registry.HEADS)):
         spec = OmegaConf.select(cfg, key)
         if spec is None:
             continue

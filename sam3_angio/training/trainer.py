@@ -2,6 +2,8 @@
 
 - Checkpoints record what run made them (``angio``: task, classes, model), so a checkpoint given to
   the wrong config is caught by the inference Predictor instead of loading half its tensors.
+- Training modes (``training.modes: [automatic, proofread]``): the loss names each pass's terms
+  ``<mode>/<term>``; they are also logged as ``train/automatic/<term>``, ``train/proofread/<term>``.
 - SAM3 logs every environment variable at start-up (values included: tokens, credentials); here only
   an allow-list of harmless ones is logged.
 """
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from sam3.train.trainer import Trainer, unwrap_ddp_if_wrapped
 
 from sam3_angio.errors import UserError
+from sam3_angio.model.view_conditioned import MODES
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,23 @@ class AngioTrainer(Trainer):
         import_sam3_eval_quietly()
         super().__init__(*args, **kwargs)
         self._init_console()
+
+    def _step(self, batch, model, phase):
+        key = next(iter(batch))
+        step = self.steps[phase]
+        ret = super()._step(batch, model, phase)
+        self._log_mode_losses(ret[2], phase, key, step)
+        return ret
+
+    def _log_mode_losses(self, step_losses: Dict[str, Any], phase: str, key: str, step: int) -> None:
+        """Per-mode loss terms (``Losses/train_all_automatic/loss_mask``) also as ``train/automatic/loss_mask``."""
+        if step % self.logging_conf.log_scalar_frequency != 0:
+            return
+        prefix = f"Losses/{phase}_{key}_"
+        for name, value in step_losses.items():
+            term = name[len(prefix):] if name.startswith(prefix) else None
+            if term and term.split("/", 1)[0] in MODES:
+                self.logger.log(f"{phase}/{term}", value, step)
 
     def _save_checkpoint(self, checkpoint, checkpoint_path):
         checkpoint = {**checkpoint, "angio": self.run_info,
