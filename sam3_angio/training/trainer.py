@@ -76,9 +76,14 @@ class AngioTrainer(Trainer):
     def _step(self, batch, model, phase):
         key = next(iter(batch))
         step = self.steps[phase]
+        self._step_problem = None
+        inner = batch[key]
         ret = super()._step(batch, model, phase)
         self._log_mode_losses(ret[2], phase, key, step)
-        return ret
+        if phase != "train":
+            return ret
+        self._last_step_losses = ret[2]
+        return self._guard_loss(*ret, inner, model)  # reliability: the NaN guard
 
     def _log_mode_losses(self, step_losses: Dict[str, Any], phase: str, key: str, step: int) -> None:
         """Per-mode loss terms (``Losses/train_all_automatic/loss_mask``) also as ``train/automatic/loss_mask``."""
@@ -140,15 +145,6 @@ class AngioTrainer(Trainer):
         self._batches_done = 0
         self._check_epoch_trained()
         return out
-
-    def _step(self, batch, model, phase):
-        self._step_problem = None
-        if phase != "train":
-            return super()._step(batch, model, phase)
-        inner = next(iter(batch.values()))
-        losses, batch_size, step_losses = super()._step(batch, model, phase)
-        self._last_step_losses = step_losses
-        return self._guard_loss(losses, batch_size, step_losses, inner, model)
 
     def _run_step(self, batch, phase, loss_mts, extra_loss_mts, raise_on_error: bool = True):
         self._save_progress_if_due()
