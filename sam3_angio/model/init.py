@@ -26,10 +26,26 @@ WRAPPER_OWN = ("view_encoder.", "film.", "cass_head.", "regression_head.")
 
 
 @INITIALIZERS.register()
-def load_phase1(model: nn.Module, path: Optional[str], require: bool = True) -> nn.Module:
+def phase1_choice(path: Optional[str], prefer_best: bool = True) -> tuple:
+    """``(path, which)``: phase 1's ``checkpoint_best.pt`` beside the given ``checkpoint.pt`` when it
+    exists and ``prefer_best`` (phase 1's best validation), else the given file (its last epoch)."""
+    if path and prefer_best and os.path.basename(path) == "checkpoint.pt":
+        best = os.path.join(os.path.dirname(path), "checkpoint_best.pt")
+        if os.path.isfile(best):
+            return best, "best (checkpoint_best.pt)"
+    return path, "last (checkpoint.pt)" if path and os.path.basename(path) == "checkpoint.pt" else "given"
+
+
+def load_phase1(model: nn.Module, path: Optional[str], require: bool = True, prefer_best: bool = True) -> nn.Module:
     """Load the phase 1 checkpoint at ``path`` into ``model`` (a ViewConditionedSam3 or a plain
-    Sam3Image). Missing file: an error when ``require``, else a warning saying what the run starts
-    from. Zero matched tensors or a backbone shape mismatch: an error."""
+    Sam3Image); with ``prefer_best`` (``init.phase1_best``) phase 1's ``checkpoint_best.pt`` beside it wins,
+    and the run says which it used. Missing file: an error when ``require``, else a warning saying what
+    the run starts from. Zero matched tensors or a backbone shape mismatch: an error."""
+    if path and os.path.isfile(path):
+        path, which = phase1_choice(path, prefer_best)
+        msg = f"phase 2 starts from phase 1's {which} weights: {path}"
+        print(msg)
+        log.info(msg)
     if not path or not os.path.isfile(path):
         if require:
             raise ConfigError(

@@ -207,3 +207,20 @@ def test_the_head_also_learns_from_the_predicted_masks_matched_to_each_segment(t
     both.eval()
     with torch.no_grad():  # at evaluation only the ground-truth regions are named
         assert len(_last(both(cass_batch))["cass_targets"]) == n_gt
+
+
+def test_phase2_prefers_phase1_best_checkpoint_and_says_which(tmp_path, capsys):
+    from sam3_angio.model.init import load_phase1
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    last, best = build_sam3_tiny(seed=21), build_sam3_tiny(seed=22)
+    torch.save({"model": last.state_dict(), "epoch": 2}, tmp_path / "checkpoint.pt")
+    torch.save({"model": best.state_dict(), "epoch": 1}, tmp_path / "checkpoint_best.pt")
+    model = _wrapper(build_sam3_tiny(seed=23))
+    load_phase1(model, str(tmp_path / "checkpoint.pt"), require=True)
+    assert "phase 1's best (checkpoint_best.pt)" in capsys.readouterr().out
+    k = next(k for k, v in best.state_dict().items() if v.is_floating_point() and not torch.equal(v, last.state_dict()[k]))
+    assert torch.equal(model.detector.state_dict()[k], best.state_dict()[k])
+    load_phase1(model, str(tmp_path / "checkpoint.pt"), require=True, prefer_best=False)
+    assert "phase 1's last (checkpoint.pt)" in capsys.readouterr().out
+    assert torch.equal(model.detector.state_dict()[k], last.state_dict()[k])
