@@ -16,7 +16,7 @@ import sys
 import time
 from typing import List, Optional
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sam3_angio.errors import ConfigError, run_cli
 from sam3_angio.evaluation.keys import SUMMARY_KEYS
@@ -138,11 +138,25 @@ def _main(args: argparse.Namespace) -> int:
 
     prepare_data(cfg)
     save_run_config(cfg)
+    from sam3_angio.training import showcase
     from sam3_angio.training.launch import launch_local
 
     start = time.time()
+    untrained = None
+    if showcase.wants_phase1_first(cfg):
+        untrained = showcase.score_untrained(cfg)
+        showcase.run_phase1(cfg, args.overrides, args)
     metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
+    figures = {}
+    try:
+        figures = showcase.write_figures(cfg, untrained)
+    except Exception as e:  # a finished training is not lost to a plotting problem
+        print(f"WARNING: could not draw the learning curve / overlay: {e}")
     print_summary(metrics, cfg, time.time() - start)
+    for name, path in figures.items():
+        print(f"  {name + ':':<11} {path}")
+    if untrained is not None:
+        print(showcase.summarise(cfg, untrained, metrics))
     return 0
 
 
