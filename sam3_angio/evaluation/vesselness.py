@@ -37,7 +37,7 @@ def cldice(gt: np.ndarray, pred: np.ndarray, empty: float = 1.0) -> float:
     return 0.0 if tprec + tsens == 0 else float(2 * tprec * tsens / (tprec + tsens))
 
 
-def frangi_response(image: np.ndarray, sigmas: Sequence[float] = (1, 2, 3, 4)) -> np.ndarray:
+def frangi_response(image: np.ndarray, sigmas: Sequence[float] = (1, 2, 3, 4, 6)) -> np.ndarray:
     """Frangi vesselness of a grey frame (dark vessels), scaled to [0, 1] per frame."""
     from skimage.filters import frangi
 
@@ -54,11 +54,11 @@ def frangi_response(image: np.ndarray, sigmas: Sequence[float] = (1, 2, 3, 4)) -
 class FrangiBaseline:
     """Frangi vesselness + one global threshold, fitted on training frames (``fit``)."""
 
-    sigmas: Sequence[float] = (1, 2, 3, 4)
+    sigmas: Sequence[float] = (1, 2, 3, 4, 6)
     threshold: Optional[float] = None
 
     def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-            candidates: Sequence[float] = tuple(np.linspace(0.02, 0.8, 40))) -> "FrangiBaseline":
+            candidates: Sequence[float] = tuple(np.geomspace(0.002, 0.8, 48))) -> "FrangiBaseline":
         responses = [frangi_response(im, self.sigmas) for im in images]
         best = max(candidates, key=lambda t: np.mean([dice(m, r >= t) for r, m in zip(responses, masks)]))
         self.threshold = float(best)

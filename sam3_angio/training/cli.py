@@ -174,11 +174,27 @@ def _main(args: argparse.Namespace) -> int:
         prepare_data(cfg)
         print(data_summary(cfg))
         save_run_config(cfg)
+        from sam3_angio.training import showcase
         from sam3_angio.training.launch import launch_local
 
         start = time.time()
+        untrained = phase1 = p1 = None
+        if showcase.wants_phase1_first(cfg):
+            p1 = showcase.phase1_config(cfg, args.overrides, args)
+            untrained = showcase.score_untrained(p1)
+            with ExperimentLock(p1.paths.experiment_dir):
+                phase1 = showcase.run_phase1(cfg, p1)
         metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
+        figures = {}
+        try:
+            figures = showcase.write_figures(cfg, untrained, before=p1.paths.experiment_dir if p1 else None)
+        except Exception as e:  # a finished training is not lost to a plotting problem
+            print(f"WARNING: could not draw the learning curve / overlay: {e}")
         print_summary(metrics, cfg, time.time() - start)
+        for name, path in figures.items():
+            print(f"  {name + ':':<11} {path}")
+        if untrained is not None:
+            print(showcase.summarise(cfg, untrained, phase1, metrics))
     return 0
 
 
