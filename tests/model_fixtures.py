@@ -37,3 +37,15 @@ def last_step(outputs):
     return outputs.output[-1][-1]
 
 
+
+
+def loss_from_config(task: str = "cass", overrides=()):
+    """``scratch.angio_loss`` as tools/train.py composes it for ``task`` (tiny model, the tiny data's classes)."""
+    from omegaconf import OmegaConf
+
+    from sam3_angio.config import compose
+
+    classes = ["model.class_ids=[1,2,12,13]"] if task == "cass" else []
+    cfg = compose(task, ["model.name=sam3_tiny", *classes, *overrides])
+    with_model = OmegaConf.merge(cfg, {"model": {"resolved": "sam3_tiny"}})
+    return instantiate(OmegaConf.to_container(with_model.scratch.angio_loss, resolve=True))

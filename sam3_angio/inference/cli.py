@@ -3,7 +3,11 @@ study CSV), named coronary segments out (predictions.json, segments.csv, overlay
 
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
-        [--qca [--no-qca-figures]] [overrides...]
+        [--qca [--no-qca-figures]] [--click X,Y[:neg] ... --segment NAME] [overrides...]
+
+``--click`` / ``--segment`` (proofread, docs/training_modes.md): clicks in frame pixels on one segment;
+its instance is replaced by the corrected one (``"corrected": true`` in predictions.json) and the
+overlay shows the clicks. Needs a run trained with ``training.modes`` including ``proofread``.
 
 Inputs are read by ``sam3_angio.data.inputs`` and named by the ``Predictor`` that ``tools/eval.py`` uses.
 One input is read whole before it is predicted (a long cine or a study CSV is held in memory as 8-bit
@@ -66,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "segment in segments.csv: DIR/<input>/qca.json, qca.csv and qca_figures/ (mm when the "
                    "frame's pixel spacing is known: DICOM header, CSV or --mm-per-pixel; px otherwise)")
     p.add_argument("--no-qca-figures", action="store_true", help="with --qca: qca.json and qca.csv only")
+    p.add_argument("--click", action="append", default=[], metavar="X,Y[:neg]",
+                   help="a click in frame pixels on the --segment to correct (repeatable); ':neg' marks a "
+                   "negative click (not this segment). Needs a run trained with proofread mode")
+    p.add_argument("--segment", help="the segment the clicks correct, by CASS name (e.g. 'mid LAD') or id")
     p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
                    "is kept until the new one is complete)")
@@ -174,8 +182,36 @@ def _describe_spacing(frame: InputFrame) -> str:
     return f"{frame.mm_per_pixel:.4g} mm/px ({frame.spacing_source})"
 
 
+def parse_click(text: str) -> Tuple[float, float, bool]:
+    """``"x,y"`` / ``"x,y:pos"`` -> positive click, ``"x,y:neg"`` -> negative; frame pixels."""
+    where, _, kind = text.strip().partition(":")
+    kind = kind.strip().lower() or "pos"
+    parts = where.split(",")
+    try:
+        if len(parts) != 2 or kind not in ("pos", "neg"):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise InputError(f"--click {text!r}: expected X,Y or X,Y:neg (frame pixels, e.g. 120,88 or 140,60:neg)") from None
+    if x < 0 or y < 0:
+        raise InputError(f"--click {text!r}: pixel coordinates are >= 0")
+    return x, y, kind == "pos"
+
+
+def parse_clicks(args: argparse.Namespace) -> List[Tuple[float, float, bool]]:
+    clicks = [parse_click(c) for c in args.click]
+    if clicks and not args.segment:
+        raise InputError("--click needs --segment NAME (the segment the clicks correct, e.g. --segment 'mid LAD')")
+    if args.segment and not clicks:
+        raise InputError(f"--segment {args.segment!r} needs at least one --click X,Y on it")
+    if clicks and not any(pos for _, _, pos in clicks):
+        raise InputError("--click: at least one positive click (X,Y without ':neg') is needed")
+    return clicks
+
+
 def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predictor=None) -> int:
     parse_angles(args.angles)  # bad values stop here, before any file is read or the model loads
+    args.clicks = parse_clicks(args)
     try:
         parse_frames(args.frames)
     except ValueError as e:  # FrameSpecError
@@ -254,9 +290,15 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
     for chunk in _progress(chunks, progress and len(frames) > 2 * bs, "batch", leave=False):
         instances += predictor.predict([frames[i].image for i in chunk], [frames[i].view_angles for i in chunk],
                                        [ids[i] for i in chunk])
+    clicks = getattr(args, "clicks", None) or []
+    if clicks:
+        instances = [correct_segment(predictor, f, insts, clicks, args.segment, image_id)
+                     for f, insts, image_id in zip(frames, instances, ids)]
     info = predictor.info.to_dict()
     settings = {"frames": args.frames, "angles": args.angles, "mm_per_pixel": args.mm_per_pixel,
                 "naming": predictor.naming, "score_thr": args.score_thr, "qca": bool(args.qca)}
+    if clicks:
+        settings.update({"segment": args.segment, "clicks": [{"x": x, "y": y, "positive": p} for x, y, p in clicks]})
     notes = []
     if first.view_angles is None and info.get("view_conditioned"):
         notes.append("view angles unknown: the view-conditioned model named these segments without the view "
@@ -273,7 +315,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             if args.qca:
                 qca_items += O.qca_items(frame, segs, first_id, insts)
             rows += [O.segment_row(frame, s) for s in segs]
-            picture = O.frame_overlay(frame, segs, info["model"], args.score_thr)
+            picture = O.frame_overlay(frame, segs, info["model"], args.score_thr, clicks=clicks)
             O.save_png(tmp / O.overlay_name(frame), picture)
             pictures.append(O.overlay_name(frame))
             names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")
@@ -308,3 +350,17 @@ def write_qca(folder: Path, items: list, first: InputFrame, figures: bool = True
         print(f"  qca: skipped {s['source']}: {s['error']}", flush=True)
     return (f"qca.json, qca.csv: {len(report.segments)} segment(s) measured, {n_les} lesion(s)"
             + (f", {len(report.skipped)} skipped" if report.skipped else ""))
+
+
+def correct_segment(predictor, frame: InputFrame, instances: List[dict], clicks, segment: str,
+                    image_id: int) -> List[dict]:
+    """The frame's instances with those of ``segment`` replaced by its click-corrected instance."""
+    fixed = predictor.correct(frame.image, clicks, segment, frame.view_angles, image_id)
+    if fixed is None:
+        print(f"  frame {frame.frame_index}: no instance of {segment!r} found with the clicks", flush=True)
+        return instances
+    fixed = {k: v for k, v in fixed.items() if k != "mask"}
+    name = fixed["cass_name"]
+    print(f"  frame {frame.frame_index}: {name} corrected from {len(clicks)} click(s) "
+          f"(score {fixed['score']:.2f}, {fixed.get('area', 0)} px)", flush=True)
+    return [fixed] + [r for r in instances if r.get("cass_name") != name]

@@ -77,10 +77,12 @@ class Segment:
 def measure(instances: Sequence[dict], score_thr: float) -> List[Segment]:
     """The instances with ``score >= score_thr`` and a non-empty mask (best first, as given), each
     decoded and measured. (An instance whose mask is empty at the frame's size has no place in the
-    frame: it stays in predictions.json, not in segments.csv or the overlay.)"""
+    frame: it stays in predictions.json, not in segments.csv or the overlay.) A click-corrected instance
+(``corrected``) is kept whatever its score."""
     out = []
     for inst in instances:
-        if inst["score"] < score_thr or inst.get("segmentation") is None or inst.get("area", 1) == 0:
+        below = inst["score"] < score_thr and not inst.get("corrected")  # a person's correction is always shown
+        if below or inst.get("segmentation") is None or inst.get("area", 1) == 0:
             continue
         mask = mask_utils.decode(inst["segmentation"]).astype(bool)
         if not mask.any():
@@ -90,8 +92,8 @@ def measure(instances: Sequence[dict], score_thr: float) -> List[Segment]:
     return out
 
 
-def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "", score_thr: float = 0.5
-                  ) -> np.ndarray:
+def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "", score_thr: float = 0.5,
+                  clicks: Sequence[Tuple[float, float, bool]] = ()) -> np.ndarray:
     """The overlay picture (RGB uint8) of one frame and its measured segments, with a header line
     (model, view, frame, how many segments) - what ``overlay*.png`` hold."""
     from sam3_angio.inference.overlay import render_overlay
@@ -103,7 +105,7 @@ def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "
     parts.append(f"{len(segments)} segment(s) >= {score_thr:g}")
     picture, _ = render_overlay(frame.image, [{"mask": s.mask, "label": s.label, "anchor": s.anchor,
                                                "category_id": s.instance["category_id"]} for s in segments],
-                                " | ".join(parts))
+                                " | ".join(parts), clicks=clicks)
     return picture
 
 

@@ -103,12 +103,18 @@ def _nearest_edge_point(box: Box, p: Tuple[float, float]) -> Tuple[float, float]
     return (min(max(p[0], box[0]), box[2]), min(max(p[1], box[1]), box[3]))
 
 
+CLICK_POSITIVE = (0, 255, 0)
+CLICK_NEGATIVE = (255, 0, 0)
+
+
 def render_overlay(image: np.ndarray, segments: Sequence[dict], header: str = "",
-                   min_side: int = MIN_SIDE) -> Tuple[np.ndarray, List[Box]]:
+                   min_side: int = MIN_SIDE, clicks: Sequence[Tuple[float, float, bool]] = ()
+                   ) -> Tuple[np.ndarray, List[Box]]:
     """The overlay picture of one frame (see the module docstring) and its label boxes (in picture px).
 
     ``segments``: dicts with ``mask`` (H, W) bool, ``label`` (text), ``category_id`` and ``anchor``
-    (x, y) frame px, best first."""
+    (x, y) frame px, best first. ``clicks`` (x, y, positive) frame px: a person's clicks (proofread),
+    drawn as a green plus (positive) or a red cross (negative) with a black outline."""
     img = np.asarray(image)
     h, w = img.shape[:2]
     s = max(1, int(math.ceil(min_side / max(h, w))))
@@ -142,6 +148,17 @@ def render_overlay(image: np.ndarray, segments: Sequence[dict], header: str = ""
         draw.ellipse([anchor[0] - r, anchor[1] - r, anchor[0] + r, anchor[1] + r], fill=colour)
         draw.rectangle(box, fill=(0, 0, 0), outline=colour, width=max(1, s // 2 + 1))
         draw.text((box[0] + pad, box[1] + pad), seg["label"], fill=(255, 255, 255), font=font, anchor="lt")
+    arm = max(3, font_size // 2)
+    for x, y, positive in clicks:
+        cx, cy = (x + 0.5) * s, (y + 0.5) * s + header_h
+        if positive:
+            lines = [((cx - arm, cy), (cx + arm, cy)), ((cx, cy - arm), (cx, cy + arm))]
+        else:
+            lines = [((cx - arm, cy - arm), (cx + arm, cy + arm)), ((cx - arm, cy + arm), (cx + arm, cy - arm))]
+        for a, b in lines:
+            draw.line([a, b], fill=(0, 0, 0), width=max(3, s + 2))
+        for a, b in lines:
+            draw.line([a, b], fill=CLICK_POSITIVE if positive else CLICK_NEGATIVE, width=max(1, s))
     return np.asarray(canvas), boxes
 
 

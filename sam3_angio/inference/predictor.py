@@ -3,6 +3,9 @@
     predictor = Predictor.from_checkpoint("experiments/cass/checkpoints/checkpoint.pt")
     segments = predictor(frame, angles=(-30, 25))        # frame (H, W) uint8; LAO+/CRA+ degrees
     # -> [{"cass_name": "mid LAD", "score": 0.83, "segmentation": RLE, "bbox": [x, y, w, h], ...}, ...]
+    fixed = predictor.correct(frame, [(120, 88, True), (140, 60, False)], "mid LAD", angles=(-30, 25))
+    # -> the segment's corrected instance (+ "mask" (H, W) bool, "clicks"); needs a model trained with
+    #    training.modes including proofread (docs/training_modes.md)
 
 ``tools/predict.py``, ``tools/eval.py`` (model mode) and validation during training all name segments
 through ``predict_instances``; the first two also share this class, so the same frame gives the same
@@ -166,6 +169,57 @@ class Predictor:
             results += [by_image.get(int(image_ids[i]), []) for i in range(start, stop)]
         return results
 
+    def segment_category(self, segment: Union[str, int]) -> Tuple[int, str]:
+        """A segment named by its CASS name (case-insensitive) or category id -> (id, name) of the run."""
+        for cid, name in self.categories:
+            if str(segment).strip().lower() in (name.lower(), str(cid)):
+                return cid, name
+        raise ConfigError(f"--segment {segment!r}: not a category of this {self.info.task} run; expected one of "
+                          f"{', '.join(n for _, n in self.categories)}")
+
+    @torch.no_grad()
+    def correct(self, frame: np.ndarray, clicks: Sequence[Click], segment: Union[str, int],
+                angles: AnglesLike = None, image_id: int = 0, max_dets: int = 20) -> Optional[dict]:
+        """Click-to-correct one segment: ``clicks`` [(x, y, positive)] in frame pixels on the segment
+        ``segment`` (CASS name or id). Runs the proofread pass (the clicks through the prompt encoder)
+        with that segment's text query and returns its corrected instance (a ``predict`` record plus
+        ``mask`` (H, W) bool, ``clicks`` and ``corrected: true``), or None when it finds nothing."""
+        from pycocotools import mask as mask_utils
+        from sam3.model.utils.misc import copy_data_to_device
+
+        from sam3_angio.model.prompt_encoder import Clicks
+
+        model = getattr(self.model, "module", self.model)
+        if getattr(model, "prompt_encoder", None) is None:
+            raise ConfigError("this run's model takes no clicks: it was trained with training.modes=[automatic]; "
+                              "train with training.modes=[automatic,proofread] (docs/training_modes.md)")
+        cat_id, name = self.segment_category(segment)
+        img = np.asarray(frame)
+        h, w = img.shape[:2]
+        clicks = [(float(x), float(y), bool(pos)) for x, y, pos in clicks]
+        if not clicks or not any(pos for _, _, pos in clicks):
+            raise ConfigError(f"--click: segment {name!r} needs at least one positive click (x,y)")
+        for x, y, _ in clicks:
+            if not (0 <= x < w and 0 <= y < h):
+                raise ConfigError(f"--click {x:g},{y:g}: outside the {w}x{h} frame (x in 0..{w - 1}, y in 0..{h - 1})")
+        dp = frame_datapoint(img, as_view(angles), [(cat_id, name)], image_id, where=f"frame {image_id}")
+        batch = copy_data_to_device(collate_frames([dp], self.transforms, self.with_masks), self.device)
+        target = int(model.class_index(torch.tensor([cat_id]))[0])
+        prompt = Clicks.of([[((x + 0.5) / w, (y + 0.5) / h, pos) for x, y, pos in clicks]], [target])
+        outputs = self.model(batch, clicks=prompt.to(self.device))
+        last = outputs.output[-1][-1]
+        records = predict_instances(last, batch.find_inputs[0], batch.find_metadatas[0], {cat_id: name},
+                                    model=model, rule="query", max_dets=max_dets).get(int(image_id), [])
+        records = [r for r in records if "segmentation" in r]
+        masks = {id(r): mask_utils.decode({"size": r["segmentation"]["size"],
+                                           "counts": r["segmentation"]["counts"].encode("ascii")}).astype(bool)
+                 for r in records}
+        best = click_to_correct_instance(records, lambda r: masks[id(r)], clicks)
+        if best is None:
+            return None
+        return {**best, "mask": masks[id(best)], "corrected": True,
+                "clicks": [{"x": x, "y": y, "positive": pos} for x, y, pos in clicks]}
+
     def predict_batch(self, batch, names: Optional[Mapping[int, str]] = None) -> Dict[int, List[dict]]:
         """A collated batch (our collate) -> {image_id: instances}."""
         from sam3.model.utils.misc import copy_data_to_device
@@ -175,6 +229,27 @@ class Predictor:
         last = outputs.output[-1][-1] if hasattr(outputs, "output") else outputs[-1][-1]
         return predict_instances(last, batch.find_inputs[0], batch.find_metadatas[0], names or self.category_names,
                                  model=self.model, rule=self.naming, max_dets=self.max_dets)
+
+
+Click = Tuple[float, float, bool]  # (x, y) frame pixels, positive?
+
+
+def click_to_correct_instance(records: Sequence[dict], mask_of, clicks: Sequence[Click]) -> Optional[dict]:
+    """The instance a person's clicks point at: the most positive clicks inside minus negative clicks
+    inside, then the best score. ``mask_of(record)`` -> (H, W) bool."""
+    best, best_key = None, None
+    for rec in records:
+        m = mask_of(rec)
+        h, w = m.shape
+        hits = 0
+        for x, y, pos in clicks:
+            xi, yi = min(w - 1, max(0, int(x))), min(h - 1, max(0, int(y)))
+            if m[yi, xi]:
+                hits += 1 if pos else -1
+        key = (hits, rec["score"])
+        if best_key is None or key > best_key:
+            best, best_key = rec, key
+    return best
 
 
 def _check_task(cfg: DictConfig, meta: Mapping[str, Any], checkpoint: str) -> None:

@@ -7,8 +7,7 @@ import copy
 
 import torch
 
-from model_fixtures import last_step as _last, wrapper as _wrapper
-from test_losses import _loss_from_config
+from model_fixtures import last_step as _last, loss_from_config as _loss_from_config, wrapper as _wrapper
 
 
 def test_both_modes_give_per_mode_terms_and_their_mean(tiny_sam3, cass_batch, single_rank_group):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_fixtures import last_step as _last, wrapper as _wrapper
+from model_fixtures import last_step as _last, loss_from_config as _loss_from_config, wrapper as _wrapper
 from sam3_angio.errors import ConfigError
 from sam3_angio.model.prompt_encoder import Clicks, render_clicks, sample_clicks
 from sam3_angio.registry import PROMPT_ENCODERS
@@ -64,3 +64,34 @@ def test_simulated_clicks_fall_inside_and_outside_the_target(sampling):
             inside = bool(target[int(y * 32), int(x * 32)])
             assert inside == (lab == 1)
     assert (clicks.labels[:2] == 1).sum(1).tolist() == [3, 3]
+
+
+def test_after_a_few_steps_moving_the_clicks_changes_the_target_mask(tiny_sam3, cass_batch, single_rank_group):
+    torch.manual_seed(0)
+    model = _wrapper(copy.deepcopy(tiny_sam3), modes=["proofread"])
+    loss_fn = _loss_from_config("cass")
+    targets = [model.back_convert(t) for t in cass_batch.find_targets]
+    inputs, meta = cass_batch.find_inputs[0], cass_batch.find_metadatas[0]
+    # The target: the first labelled query of frame 0, its class, clicks here or moved across the frame.
+    q = int(((inputs.img_ids.long() == 0) & (cass_batch.find_targets[0].num_boxes > 0)).nonzero()[0])
+    cls = int(model.class_index(torch.tensor([int(meta.original_category_id[q])]))[0])
+    here = Clicks.of([[(0.3, 0.3, True), (0.7, 0.7, False)]] * 2, [cls, -1])
+    moved = Clicks.of([[(0.7, 0.6, True), (0.3, 0.3, False)]] * 2, [cls, -1])
+
+    def mask_change():
+        model.eval()
+        with torch.no_grad():
+            a = _last(model(cass_batch, clicks=here))["pred_masks"][q]
+            b = _last(model(cass_batch, clicks=moved))["pred_masks"][q]
+        model.train()
+        return float((a - b).abs().max())
+
+    at_init = mask_change()
+    opt = torch.optim.Adam(model.prompt_encoder.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = loss_fn(model(cass_batch), targets)["core_loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    trained = mask_change()
+    assert trained > 1e-2 and trained > 10 * at_init, (at_init, trained)
