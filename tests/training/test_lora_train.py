@@ -1,0 +1,44 @@
+"""A LoRA run through tools/train.py: phase 1 -> phase 2 initialisation under the LoRA base layers,
+frozen SAM3 weights that stay the phase 1 weights, adapters that train, resume, and the adapter file."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import run_train, small_run_overrides
+
+LORA = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"]
+
+
+def _plain(key: str) -> str:
+    return key.replace(".base_layer.", ".")
+
+
+def test_lora_phase2_from_phase1_trains_only_adapters_and_heads_and_resumes(tiny_data_root, tmp_path):
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    phase1 = build_sam3_tiny(seed=11).state_dict()
+    phase1_ckpt = tmp_path / "phase1.pt"
+    torch.save({"model": phase1}, phase1_ckpt)
+    exp = tmp_path / "p2"
+
+    def phase2(epochs):
+        return run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=epochs),
+                          f"paths.phase1_checkpoint={phase1_ckpt}", "init.require_phase1=true", *LORA], check=True)
+
+    out = phase2(1)
+    summary = [ln for ln in out.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
+    assert summary and int(summary[0].split("loaded ")[1].split(",")[0]) == len(phase1), out.stdout[-3000:]
+    sd = torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    lora = {k: v for k, v in sd.items() if "lora_" in k}
+    assert lora and any(float(v.abs().max()) > 0 for k, v in lora.items() if "lora_B" in k), "adapters trained"
+    base = {_plain(k[len("detector."):]): v for k, v in sd.items() if k.startswith("detector.") and "lora_" not in k}
+    assert set(base) == set(phase1)
+    changed = [k for k in phase1 if phase1[k].is_floating_point() and not torch.equal(base[k], phase1[k])]
+    assert not changed, f"frozen SAM3 weights moved: {changed[:5]}"
+    # Resume: the run continues from its own checkpoint (with its adapters), not from phase 1.
+    again = phase2(2)
+    assert not [ln for ln in again.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
+    assert "Resuming training from epoch: 1" in (exp / "logs" / "log.txt").read_text()
+    sd2 = torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    assert any(not torch.equal(sd2[k], v) for k, v in lora.items()), "adapters trained on after resuming"
