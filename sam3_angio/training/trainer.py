@@ -2,6 +2,8 @@
 
 - Checkpoints record what run made them (``angio``: task, classes, model), so a checkpoint given to
   the wrong config is caught by the inference Predictor instead of loading half its tensors.
+- A LoRA run writes ``adapter.pt`` (LoRA weights + our heads) beside each checkpoint
+  (``sam3_angio/model/adapters.py``).
 - SAM3 logs every environment variable at start-up (values included: tokens, credentials); here only
   an allow-list of harmless ones is logged.
 """
@@ -16,6 +18,8 @@ from typing import Any, Dict, Optional
 import sam3.train.trainer as sam3_trainer
 from omegaconf import DictConfig, OmegaConf
 from sam3.train.trainer import Trainer
+
+from sam3_angio.model.adapters import adapter_path_for, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +53,9 @@ class AngioTrainer(Trainer):
     def _save_checkpoint(self, checkpoint, checkpoint_path):
         checkpoint = {**checkpoint, "angio": self.run_info}
         super()._save_checkpoint(checkpoint, checkpoint_path)
+        # A LoRA run also writes its adapter (LoRA matrices + our heads) beside the full checkpoint.
+        path = adapter_path_for(checkpoint_path)
+        if save_adapter(checkpoint["model"], path, {**self.run_info, "epoch": checkpoint.get("epoch")}):
+            full, small = os.path.getsize(checkpoint_path), os.path.getsize(path)
+            logging.info("adapter %s: %.2f MB (checkpoint %.1f MB, %.1f%%)", path, small / 2**20, full / 2**20,
+                         100.0 * small / max(full, 1))

@@ -102,3 +102,31 @@ def test_merged_outputs_equal_unmerged_and_keys_are_plain_sam3_again(tiny_sam3, 
     assert set(model.detector.state_dict()) == set(tiny_sam3.state_dict())
     for key in ("pred_logits", "pred_boxes", "pred_masks", "cass_logits"):
         assert torch.allclose(a[key], b[key], atol=1e-4), key
+
+
+def test_adapter_file_round_trips_onto_the_base_weights(tiny_sam3, cass_batch, tmp_path):
+    from sam3_angio.model.adapters import adapter_tensors, load_adapter, save_adapter
+    from sam3_angio.model.checkpoint import CheckpointError
+
+    trained = _lora_wrapper(tiny_sam3).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in trained.named_parameters():
+            if "lora_B" in n or n.startswith(OURS):
+                p.add_(torch.randn_like(p) * 0.05)  # "trained" adapters and heads
+    path = tmp_path / "adapter.pt"
+    assert save_adapter(trained.state_dict(), str(path), {"task": "cass"})
+    saved = adapter_tensors(trained.state_dict())
+    assert saved and all("lora_" in k or k.startswith(OURS) for k in saved)
+    n_adapter = sum(v.numel() for v in saved.values())
+    assert n_adapter < 0.2 * sum(v.numel() for v in trained.state_dict().values())
+    fresh = _lora_wrapper(tiny_sam3).eval()  # base weights + new LoRA (B = 0) + newly initialised heads
+    assert load_adapter(fresh, str(path))["task"] == "cass"
+    with torch.no_grad():
+        a, b = _last(trained(cass_batch)), _last(fresh(cass_batch))
+    for key in ("pred_logits", "pred_boxes", "pred_masks", "cass_logits"):
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    with pytest.raises(CheckpointError, match="model.lora"):
+        load_adapter(_wrapper(copy.deepcopy(tiny_sam3)), str(path))  # no LoRA: an error, not a silent no-op
+    with pytest.raises(CheckpointError, match="does not fit"):  # other targets
+        load_adapter(_lora_wrapper(tiny_sam3, {**ALL, "targets": ["vision_trunk"]}), str(path))

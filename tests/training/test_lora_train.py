@@ -36,6 +36,16 @@ def test_lora_phase2_from_phase1_trains_only_adapters_and_heads_and_resumes(tiny
     assert set(base) == set(phase1)
     changed = [k for k in phase1 if phase1[k].is_floating_point() and not torch.equal(base[k], phase1[k])]
     assert not changed, f"frozen SAM3 weights moved: {changed[:5]}"
+    # The adapter file beside checkpoint.pt: only LoRA + our heads, a fraction of the checkpoint.
+    adapter = torch.load(exp / "checkpoints" / "adapter.pt", map_location="cpu", weights_only=True)["adapter"]
+    assert set(adapter) == set(lora) | {k for k in sd if k.startswith(("view_encoder.", "film.", "cass_head."))}
+    full, small = ((exp / "checkpoints" / f).stat().st_size for f in ("checkpoint.pt", "adapter.pt"))
+    assert small < 0.3 * full, (small, full)
+    # The Predictor of a LoRA run merges the adapters: plain SAM3 modules, the trained weights.
+    from sam3_angio.inference import Predictor
+
+    pred = Predictor.from_checkpoint(str(exp / "checkpoints" / "checkpoint.pt"))
+    assert not any("lora_" in k or "base_layer" in k for k in pred.model.state_dict())
     # Resume: the run continues from its own checkpoint (with its adapters), not from phase 1.
     again = phase2(2)
     assert not [ln for ln in again.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
