@@ -9,6 +9,7 @@ matcher + losses, our heads, backward, optimiser).
 
     python bench/bench_finetune_memory.py [--steps 5] [--batch 2]
     python bench/bench_finetune_memory.py --model sam3 --device cpu --dry-run
+    python bench/bench_finetune_memory.py --model sam3 --device cuda --steps 10   # bench/gpu/finetune_step.sh
 
 ``--dry-run`` builds the real 840 M architecture with random weights (no checkpoint needed, ~4 GB of
 RAM) and prints trainable parameters and optimiser bytes per mode - the full-size numbers to plan a GPU
@@ -222,6 +223,56 @@ def dry_run(args) -> int:
     return 0
 
 
+def gpu(args) -> int:
+    """The real architecture on a GPU (random weights unless --checkpoint): for each mode, ``--steps``
+    training steps at ``--resolution``, batch 1, bf16 autocast, activation checkpointing; peak memory
+    (torch.cuda.max_memory_allocated) and seconds per step."""
+    from hydra.utils import instantiate
+    from sam3.model.utils.misc import copy_data_to_device
+
+    from sam3_angio.data.demo import ensure_demo_data
+    from sam3_angio.training.launch import ensure_process_group
+
+    ensure_process_group()
+    dev = torch.device(args.device)
+    root = args.data or tempfile.mkdtemp(prefix="bench_ft_gpu_")
+    ensure_demo_data(root, "cass", n_patients=2, seed=0)
+    base = [f"scratch.resolution={args.resolution}", "model.activation_checkpointing=true",
+            "+trainer.model.allow_random_init=true", f"paths.sam3_checkpoint={args.checkpoint or 'null'}"]
+    print(f"{torch.cuda.get_device_name(dev)}: real SAM3 ({'weights ' + args.checkpoint if args.checkpoint else 'random weights'}), "
+          f"{args.resolution} px, batch 1, bf16 autocast, activation checkpointing, {args.steps} steps per mode")
+    for mode, over in MODES.items():
+        cfg = _cfg("cass", root, 1, [*base, *over, "model.name=sam3"])
+        batch = copy_data_to_device(_batch(cfg), dev)
+        torch.manual_seed(0)
+        model = instantiate(cfg.trainer.model, _convert_="all").to(dev).train()
+        loss_fn = instantiate(cfg.trainer.loss)["all"]
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-5)
+        torch.cuda.reset_peak_memory_stats(dev)
+        times = []
+        for i in range(args.steps + 1):
+            torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = model(batch)
+                losses = loss_fn(out, [model.back_convert(x) for x in batch.find_targets])
+            loss = losses["core_loss"] if isinstance(losses, dict) else losses
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            torch.cuda.synchronize(dev)
+            if i > 0:
+                times.append(time.perf_counter() - t0)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30
+        print(f"  {mode:11s} peak {peak:6.2f} GB  {statistics.median(times):6.3f} s/step  "
+              f"trainable {sum(p.numel() for p in params):,d}  optimiser state {optimizer_state_bytes(opt) / 2**30:.2f} GB",
+              flush=True)
+        del model, opt, out, loss, losses
+        torch.cuda.empty_cache()
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="sam3_tiny", choices=["sam3_tiny", "sam3"])
@@ -231,11 +282,15 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--r", type=int, default=16, help="LoRA rank for --dry-run")
     p.add_argument("--data", help="data root with the demo data (default: a temporary folder)")
+    p.add_argument("--resolution", type=int, default=1008, help="--model sam3 on cuda")
+    p.add_argument("--checkpoint", help="--model sam3 on cuda: sam3.pt (default: random weights)")
     args = p.parse_args(argv)
     if args.model == "sam3":
-        if not args.dry_run:
+        if args.dry_run:
+            return dry_run(args)
+        if not args.device.startswith("cuda"):
             p.error("--model sam3 on CPU only counts (--dry-run); time it on a GPU with bench/gpu/finetune_step.sh")
-        return dry_run(args)
+        return gpu(args)
     return tiny(args)
 
 
