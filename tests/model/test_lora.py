@@ -130,3 +130,13 @@ def test_adapter_file_round_trips_onto_the_base_weights(tiny_sam3, cass_batch, t
         load_adapter(_wrapper(copy.deepcopy(tiny_sam3)), str(path))  # no LoRA: an error, not a silent no-op
     with pytest.raises(CheckpointError, match="does not fit"):  # other targets
         load_adapter(_lora_wrapper(tiny_sam3, {**ALL, "targets": ["vision_trunk"]}), str(path))
+
+
+def test_train_py_check_names_the_groups_of_a_misspelt_target():
+    from conftest import run_train
+
+    out = run_train(["-c", "configs/angiography/cass.yaml", "--check", "model.name=sam3_tiny",
+                     "model.lora.enabled=true", "model.lora.targets=[vision_trunc]"])
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "vision_trunc" in text and all(g in text for g in TARGET_GROUPS)
