@@ -149,7 +149,7 @@ def step_time(cfg, batch, steps: int, profile: bool = False):
 
 def _print_profile(title, prof: Profile, steps: int):
     total = sum(v for k, v in prof.t.items() if k != "matcher (in forward)")
-    print(f"\n{title}: seconds per step by stage (median step excluded; means over {steps} steps)")
+    print(f"\n{title}: seconds per step by stage (means over the {steps} timed steps; warm-up excluded)")
     for label, v in sorted(prof.t.items(), key=lambda kv: -kv[1]):
         calls = prof.calls.get(label, steps) / steps
         print(f"  {label:36s} {v / steps:8.3f} s  {100 * v / max(total, 1e-9):5.1f}%  calls/step {calls:.0f}")
