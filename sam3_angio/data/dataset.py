@@ -199,10 +199,23 @@ class AngioBatchedDatapoint(BatchedDatapoint):
     qca_targets: Optional[torch.Tensor] = None  # (N_targets, 3) QCA_KEYS, NaN = not measured
 
 
-def collate_fn_angio(batch: List[Any], dict_key: str, **kwargs) -> Dict[str, AngioBatchedDatapoint]:
+def collate_fn_angio(batch: List[Any], dict_key: str, accumulate: int = 1, **kwargs):
     """SAM3's ``collate_fn_api`` + the frames' view angles. Every item must be an ``AngioDatapoint``
     (our dataset makes them): a plain SAM3 Datapoint carries no angles, and silently calling its frame
-    "unknown view" would train a view-conditioned model without its views."""
+    "unknown view" would train a view-conditioned model without its views.
+
+    ``accumulate`` > 1 (``trainer.gradient_accumulation_steps``): the loader's batch holds that many
+    micro-batches; they come back as a list of collated batches, which is what SAM3's trainer
+    accumulates gradients over (one optimiser step per list)."""
+    accumulate = int(accumulate)
+    if accumulate > 1:
+        if len(batch) % accumulate:
+            raise ConfigError(
+                f"collate_fn_angio: a batch of {len(batch)} frames does not split into "
+                f"gradient_accumulation_steps={accumulate} equal micro-batches; keep drop_last=true and "
+                f"batch_size = scratch.train_batch_size x gradient_accumulation_steps")
+        n = len(batch) // accumulate
+        return [collate_fn_angio(batch[i:i + n], dict_key, **kwargs) for i in range(0, len(batch), n)]
     views: List[Optional[ViewAngles]] = []
     for i, dp in enumerate(batch):
         if not isinstance(dp, AngioDatapoint):

@@ -32,6 +32,7 @@ from sam3_angio.inference.frames import collate_frames, frame_datapoint
 from sam3_angio.inference.naming import check_rule
 from sam3_angio.inference.postprocess import predict_instances
 from sam3_angio.model.checkpoint import CheckpointError, load_into, read_checkpoint, strip_prefixes
+from sam3_angio.model.lora import has_lora, merge_lora
 from sam3_angio.view_angles import ViewAngles, parse_view_angles
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ class Predictor:
                 f"({modules}; {len(report.loaded)} loaded): it was trained for another task or model; "
                 f"pass the config it was trained with (-c)")
         log.info(report.summary())
+        if has_lora(model):  # a LoRA run: fold the adapters into the base weights (same outputs, plain SAM3)
+            merge_lora(model)
         device = device or ("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator == "cuda" else "cpu")
         naming = naming or OmegaConf.select(cfg, "inference.naming") or "fused"
         return cls(model, cfg, naming=naming, device=device, checkpoint=os.path.abspath(checkpoint), **kwargs)

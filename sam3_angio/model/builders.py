@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn as nn
 
 from sam3_angio import cpu_compat
-from sam3_angio.errors import UserError
+from sam3_angio.errors import ConfigError, UserError
 from sam3_angio.model.checkpoint import CheckpointError, load_into, read_state_dict, sam3_image_keys
+from sam3_angio.model.lora import apply_lora
 from sam3_angio.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -97,17 +98,33 @@ def build_model(
     enable_segmentation: bool = True,
     image_size: int = 224,
     allow_random_init: bool = False,
+    lora: Optional[Mapping[str, Any]] = None,
+    activation_checkpointing: bool = True,
 ) -> nn.Module:
     """The SAM3 image model a config asks for (``sam3``, ``sam3_tiny`` or ``auto``).
-    ``allow_random_init``: build ``sam3`` without its weights (a trained checkpoint loads next)."""
+    ``allow_random_init``: build ``sam3`` without its weights (a trained checkpoint loads next).
+    ``lora``: the ``model.lora`` block (``sam3_angio.model.lora``); ``activation_checkpointing``:
+    recompute the vision trunk's blocks in the backward pass (memory for time)."""
     name = resolve_model_name(name, checkpoint_path)
     if name == "sam3_tiny":
         from sam3_angio.model.tiny import build_sam3_tiny
 
         if checkpoint_path:
             log.warning("model sam3_tiny ignores paths.sam3_checkpoint=%s", checkpoint_path)
-        return build_sam3_tiny(image_size=image_size, enable_segmentation=enable_segmentation, bpe=bpe_path)
-    if image_size != 1008:
-        log.warning("model sam3 was trained at 1008 px; running it at %d px", image_size)
-    return build_sam3(checkpoint_path, bpe_path=bpe_path, enable_segmentation=enable_segmentation,
-                      allow_random_init=allow_random_init)
+        model = build_sam3_tiny(image_size=image_size, enable_segmentation=enable_segmentation, bpe=bpe_path)
+    else:
+        if image_size != 1008:
+            log.warning("model sam3 was trained at 1008 px; running it at %d px", image_size)
+        model = build_sam3(checkpoint_path, bpe_path=bpe_path, enable_segmentation=enable_segmentation,
+                           allow_random_init=allow_random_init)
+    set_activation_checkpointing(model, activation_checkpointing)
+    return apply_lora(model, lora)
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """SAM3's ViT blocks recompute their activations in the backward pass when ``use_act_checkpoint``
+    is set on the trunk (sam3.model.vitdet.ViT): the switch ``model.activation_checkpointing``."""
+    trunk = model.backbone.vision_backbone.trunk
+    if not hasattr(trunk, "use_act_checkpoint"):
+        raise ConfigError("model.activation_checkpointing: this SAM3's vision trunk has no use_act_checkpoint switch")
+    trunk.use_act_checkpoint = bool(enabled)

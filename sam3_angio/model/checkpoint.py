@@ -120,6 +120,9 @@ def load_into(
     nothing raise CheckpointError; other mismatches are reported and skipped.
     """
     own = module.state_dict()
+    # LoRA (peft) moves a wrapped layer's weights under ``.base_layer``: plain and wrapped keys match.
+    by_plain = {k.replace(".base_layer.", "."): k for k in own}
+    sd = OrderedDict((k if k in own else by_plain.get(k.replace(".base_layer.", "."), k), v) for k, v in sd.items())
     report = LoadReport(source=source)
     to_load = OrderedDict()
     for k, v in sd.items():

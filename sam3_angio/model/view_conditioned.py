@@ -41,6 +41,7 @@ from sam3_angio.cass import class_ids as validate_class_ids
 from sam3_angio.errors import ConfigError
 from sam3_angio.model.film import FiLM
 from sam3_angio.model.prompt_encoder import POINT_SAMPLING, Clicks, sample_clicks
+from sam3_angio.model.text_cache import TextCache
 from sam3_angio.registry import HEADS, MODELS, PROMPT_ENCODERS, VIEW_ENCODERS
 from sam3_angio.view_angles import ViewBatch
 
@@ -66,13 +67,16 @@ class ViewConditionedSam3(nn.Module):
             MLD and reference diameter; None (default): none.
         cass_on_predictions: also teach the head on the predicted masks the matcher assigned to each
             ground-truth segment (what it names at inference), besides the ground-truth regions.
-        freeze: ``{backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True freezes
-            that part.
+        freeze: ``{backbone, language_backbone, sam3_heads, view, cass_head, regression_head,
+            prompt_encoder}``: True freezes that part (``language_backbone`` after ``backbone``, so
+            it can freeze the text encoder alone).
         modes: training passes of a step, ``automatic`` and/or ``proofread`` (``training.modes``).
         prompt_encoder: registered prompt encoder (``PROMPT_ENCODERS``, default ``sparse_conv``), built
             only when ``proofread`` is a mode (a model trained without it takes no clicks).
         proofread: simulated clicks of the interactive sub-mode: ``num_pos_points``, ``num_neg_points``,
             ``point_sampling`` (uniform | centreline).
+        text_cache: with a frozen language backbone, run it once per phrase and device
+            (``sam3_angio.model.text_cache``) instead of on every step.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class ViewConditionedSam3(nn.Module):
         modes: Sequence[str] = ("automatic",),
         prompt_encoder: Optional[Spec] = None,
         proofread: Optional[Mapping[str, Any]] = None,
+        text_cache: bool = True,
     ):
         super().__init__()
         if unknown_angles not in ("learned", "identity"):
@@ -114,6 +119,8 @@ class ViewConditionedSam3(nn.Module):
                                                      num_classes=len(self.class_ids))
                                if "proofread" in self.modes else None)
         self.proofread = self._check_proofread(proofread)
+        self.use_text_cache = bool(text_cache)
+        self.text_cache = TextCache()
         self.set_trainable(freeze or {})
 
     # ----------------------------------------------------------------- configuration helpers
@@ -150,10 +157,11 @@ class ViewConditionedSam3(nn.Module):
         return cfg
 
     def set_trainable(self, freeze: Dict[str, bool]) -> None:
-        """``freeze: {backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True
-        freezes that part."""
+        """``freeze: {backbone, language_backbone, sam3_heads, view, cass_head, regression_head,
+        prompt_encoder}``: True freezes that part."""
         parts = {
             "backbone": [self.detector.backbone],
+            "language_backbone": [self.detector.backbone.language_backbone],
             "sam3_heads": [m for n, m in self.detector.named_children() if n != "backbone"],
             "view": [self.view_encoder, self.film],
             "cass_head": [self.cass_head] if self.cass_head is not None else [],
@@ -163,7 +171,8 @@ class ViewConditionedSam3(nn.Module):
         unknown = set(freeze) - set(parts)
         if unknown:
             raise ConfigError(f"model.freeze keys {sorted(unknown)} unknown; expected {sorted(parts)}")
-        for name, frozen in freeze.items():
+        for name in [n for n in parts if n in freeze]:
+            frozen = freeze[name]
             for module in parts[name]:
                 for p in module.parameters():
                     p.requires_grad_(not frozen)
@@ -207,8 +216,13 @@ class ViewConditionedSam3(nn.Module):
         return out
 
     def text_features(self, phrases: List[str], device) -> Dict[str, torch.Tensor]:
-        """SAM3's language backbone on the batch's phrases."""
-        return self.detector.backbone.forward_text(phrases, device=device)
+        """SAM3's language backbone on the batch's phrases; from the text cache when the backbone is
+        frozen and the cache is on."""
+        backbone = self.detector.backbone
+        if not (self.use_text_cache and self.text_cache.usable(backbone.language_backbone)):
+            return backbone.forward_text(phrases, device=device)
+        return self.text_cache(lambda p: backbone.forward_text(p, device=device), backbone.language_backbone,
+                               phrases, device)
 
     def ground(self, backbone_out: Dict[str, Any], batch) -> SAM3Output:
         """SAM3's per-stage grounding (``Sam3Image.forward`` after its backbone calls), unchanged."""
@@ -413,12 +427,20 @@ def build_view_conditioned(
     enable_segmentation: bool = True,
     image_size: int = 224,
     allow_random_init: bool = False,
+    lora: Optional[Mapping[str, Any]] = None,
+    activation_checkpointing: bool = True,
     **wrapper_kwargs,
 ) -> ViewConditionedSam3:
-    """Build the SAM3 a config asks for (see ``build_model``) and wrap it with view conditioning."""
+    """Build the SAM3 a config asks for (see ``build_model``) and wrap it with view conditioning.
+    With ``lora`` the detector gets its adapters after wrapping (so ``freeze`` cannot unfreeze it);
+    the wrapper's own heads keep what ``freeze`` says."""
     from sam3_angio.model.builders import build_model
+    from sam3_angio.model.lora import apply_lora
 
     detector = build_model(name=name, checkpoint_path=checkpoint_path, bpe_path=bpe_path,
                            enable_segmentation=enable_segmentation, image_size=image_size,
-                           allow_random_init=allow_random_init)
-    return ViewConditionedSam3(detector, **wrapper_kwargs)
+                           allow_random_init=allow_random_init,
+                           activation_checkpointing=activation_checkpointing)
+    model = ViewConditionedSam3(detector, **wrapper_kwargs)
+    apply_lora(model.detector, lora)
+    return model

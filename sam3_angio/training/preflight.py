@@ -109,6 +109,15 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         except ConfigError as e:
             report.errors.append(f"{key}: {e}")
 
+    lora = OmegaConf.select(cfg, "model.lora")
+    if lora is not None:  # groups and keys of model.lora (the model builder raises the same error)
+        from sam3_angio.model.lora import lora_options
+
+        try:
+            lora_options(OmegaConf.to_container(lora, resolve=True))
+        except ConfigError as e:
+            report.errors.append(str(e))
+
     def need(key: str, kind: str = "file", generated: bool = False) -> None:
         value = OmegaConf.select(cfg, key)
         if value in (None, ""):

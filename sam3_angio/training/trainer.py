@@ -4,6 +4,8 @@
   the wrong config is caught by the inference Predictor instead of loading half its tensors.
 - Training modes (``training.modes: [automatic, proofread]``): the loss names each pass's terms
   ``<mode>/<term>``; they are also logged as ``train/automatic/<term>``, ``train/proofread/<term>``.
+- A LoRA run writes ``adapter.pt`` (LoRA weights + our heads) beside each checkpoint
+  (``sam3_angio/model/adapters.py``).
 - SAM3 logs every environment variable at start-up (values included: tokens, credentials); here only
   an allow-list of harmless ones is logged.
 """
@@ -22,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from sam3.train.trainer import Trainer, unwrap_ddp_if_wrapped
 
 from sam3_angio.errors import UserError
+from sam3_angio.model.adapters import adapter_path_for, save_adapter
 from sam3_angio.model.view_conditioned import MODES
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,12 @@ class AngioTrainer(Trainer):
         checkpoint = {**checkpoint, "angio": self.run_info,
                       "angio_progress": {"epoch": int(checkpoint["epoch"]), "batches_done": self._saving_batches}}
         super()._save_checkpoint(checkpoint, checkpoint_path)
+        # A LoRA run also writes its adapter (LoRA matrices + our heads) beside the full checkpoint.
+        path = adapter_path_for(checkpoint_path)
+        if save_adapter(checkpoint["model"], path, {**self.run_info, "epoch": checkpoint.get("epoch")}):
+            full, small = os.path.getsize(checkpoint_path), os.path.getsize(path)
+            logging.info("adapter %s: %.2f MB (checkpoint %.1f MB, %.1f%%)", path, small / 2**20, full / 2**20,
+                         100.0 * small / max(full, 1))
 
     # ------------------------------------------------------------------ reliability: set-up
     def _init_reliability(self, kwargs: Dict[str, Any], nan_guard, best_checkpoint) -> None:
