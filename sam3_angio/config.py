@@ -60,17 +60,121 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
 
     register_resolvers()
     config_dir, name = locate_config(config)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.2"):
-            cfg = hydra_compose(config_name=name, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {e}") from None
-    finally:
+
+    def _compose(ovr):
         GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(config_dir), version_base="1.2"):
+                return hydra_compose(config_name=name, overrides=list(ovr))
+        finally:
+            GlobalHydra.instance().clear()
+
+    try:
+        cfg = _compose(overrides)
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        base = _try_compose(_compose, [o for o in overrides if not o.lstrip().startswith(("+", "~"))])
+        if base is None:
+            base = _try_compose(_compose, [])
+        if base is not None:
+            check_override_keys(base, overrides, config)
+        raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {e}") from None
+    added = [o for o in overrides if o.lstrip().startswith("+")]
+    if added:
+        base = _try_compose(_compose, [o for o in overrides if o not in added])
+        if base is not None:
+            check_override_keys(base, overrides, config, target=OmegaConf.select(cfg, "trainer._target_"))
     with open_dict(cfg):
         cfg.config_source = str(config_dir / f"{name}.yaml")
     return cfg
+
+
+def _try_compose(fn, overrides):
+    try:
+        return fn(overrides)
+    except Exception:
+        return None
+
+
+#: Mappings whose every entry is read (a new loss term, learning-rate group, meter): `+` may add to them.
+OPEN_MAPPINGS = ("scratch.loss_terms", "scratch.lr_groups", "trainer.meters", "trainer.loss",
+                 "trainer.env_variables", "hydra")
+#: SAM3 Trainer arguments that are read as dataclasses: `+trainer.<arg>.<field>` must be one of their fields.
+_TRAINER_CONFS = {"checkpoint": "CheckpointConf", "logging": "LoggingConf", "distributed": "DistributedConf",
+                  "cuda": "CudaConf", "optim": "OptimConf"}
+
+
+def _flat_keys(node, prefix: str = "") -> List[str]:
+    out: List[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            out.append(key)
+            out.extend(_flat_keys(v, key))
+    return out
+
+
+def _override_key(override: str) -> Tuple[str, str]:
+    """``('+', 'scratch.x')`` for ``+scratch.x=1``; ``('', 'a.b')`` for ``a.b=1``."""
+    text = override.strip()
+    prefix = text[: len(text) - len(text.lstrip("+~"))]
+    return prefix, text[len(prefix):].split("=", 1)[0].strip()
+
+
+def _trainer_reads(key: str, target: Optional[str]) -> bool:
+    """Whether SAM3's Trainer (or ``target``, its subclass) takes ``trainer.<arg>[.<field>]``."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    parts = key.split(".")[1:]
+    if not parts:
+        return False
+    try:
+        module, _, cls_name = (target or "sam3.train.trainer.Trainer").rpartition(".")
+        cls = getattr(importlib.import_module(module), cls_name)
+        params = set()
+        for klass in inspect.getmro(cls):
+            if "__init__" in vars(klass):
+                params |= set(inspect.signature(klass.__init__).parameters)
+        if parts[0] not in params:
+            return False
+        if len(parts) == 1:
+            return True
+        conf = _TRAINER_CONFS.get(parts[0])
+        if conf is None or len(parts) > 2:
+            return False
+        fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module("sam3.train.trainer"), conf))}
+        return parts[1] in fields
+    except Exception:
+        return False
+
+
+def check_override_keys(base: DictConfig, overrides: Sequence[str], config: str = "",
+                        target: Optional[str] = None) -> None:
+    """Every override names a key something reads: an unknown key (``trainer.max_epoch=1``) or a new
+    one added with ``+`` that nothing reads (``+scratch.train_batchsize=1``) is a ConfigError with a
+    did-you-mean over the config's keys. ``+`` may add entries to :data:`OPEN_MAPPINGS` and SAM3
+    Trainer arguments that the config leaves at their defaults."""
+    import difflib
+
+    known = _flat_keys(OmegaConf.to_container(base, resolve=False))
+    known_set = set(known)
+    for override in overrides:
+        prefix, key = _override_key(override)
+        if not key or key in known_set or prefix.startswith("~"):
+            continue
+        if any(key.startswith(m + ".") for m in OPEN_MAPPINGS):
+            continue
+        if prefix.startswith("+") and key.startswith("trainer.") and _trainer_reads(key, target):
+            continue
+        parent, _, leaf = key.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
+        close = [f"{parent}.{m}" if parent else m for m in difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.75)]
+        close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.85)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        what = "adds a key that nothing reads" if prefix.startswith("+") else "names a key the config does not have"
+        raise ConfigError(f"override {override.strip()!r} {what}{' in ' + repr(config) if config else ''}{hint}"
+                          f"{'' if close else ' (python tools/train.py -c CONFIG --print-config lists the keys)'}")
 
 
 def register_resolvers() -> None:
@@ -85,6 +189,16 @@ def register_resolvers() -> None:
         # A mapping's values as a list, in order: lets configs compose list-valued options
         # (learning-rate groups) by adding keys instead of copying whole lists.
         OmegaConf.register_new_resolver("angio.values", _values)
+    if not OmegaConf.has_resolver("angio.if_in"):
+        # ${angio.if_in:ITEM,LIST,A,B}: A when ITEM is in LIST, else B (e.g. the prompt encoder's
+        # learning-rate group only when training.modes has proofread).
+        OmegaConf.register_new_resolver("angio.if_in", _if_in)
+
+
+def _if_in(item, container, then, otherwise):
+    items = OmegaConf.to_container(container, resolve=True) if OmegaConf.is_config(container) else container
+    chosen = then if item in list(items or []) else otherwise
+    return OmegaConf.to_container(chosen, resolve=True) if OmegaConf.is_config(chosen) else chosen
 
 
 def _values(d):
@@ -125,7 +239,7 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
 
     base = Path(base_dir or Path.cwd())
     with open_dict(cfg):
-        for key in ("data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
+        for key in ("demo_data_root", "data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
             if key in cfg.paths:
                 cfg.paths[key] = _abs(OmegaConf.select(cfg, f"paths.{key}"), base)
         # Where the run will execute decides cuda vs cpu: this machine, or - for a SLURM submission from

@@ -91,6 +91,16 @@ def trained_cass_run(tiny_data_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def proofread_cass_run(tiny_data_root, tmp_path_factory) -> Path:
+    """A CASS run of the tiny model trained with ``training.modes=[automatic,proofread]`` (1 epoch):
+    its Predictor takes clicks."""
+    exp = tmp_path_factory.mktemp("cass_run_proofread")
+    run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, exp, epochs=1),
+               "model.class_ids=[1,2,12,13]", "training.modes=[automatic,proofread]"], check=True)
+    return exp
+
+
+@pytest.fixture(scope="session")
 def cass_predictor(trained_cass_run):
     """The Predictor of ``trained_cass_run``, as tools/predict.py builds it from the checkpoint."""
     from sam3_angio.inference import Predictor

@@ -24,7 +24,7 @@ from sam3.train.data.coco_json_loaders import COCO_FROM_JSON
 from sam3.train.data.collator import collate_fn_api
 from sam3.train.data.sam3_image_dataset import Datapoint, Object, Sam3ImageDataset
 
-from sam3_angio.errors import ConfigError, DataError
+from sam3_angio.errors import ConfigError, DataError, UserError
 from sam3_angio.registry import DATASETS
 from sam3_angio.view_angles import ViewAngles, ViewBatch, parse_view_angles
 
@@ -109,6 +109,10 @@ class AngioCocoLoader(COCO_FROM_JSON):
         return images
 
 
+class ImageLoadError(UserError):
+    """A training/validation frame that cannot be read (deliberately not an OSError/ValueError)."""
+
+
 @DATASETS.register()
 class AngioImageDataset(Sam3ImageDataset):
     """Sam3ImageDataset over our COCO export whose Datapoints carry the frame's view angles
@@ -122,8 +126,33 @@ class AngioImageDataset(Sam3ImageDataset):
             coco_json_loader = functools.partial(AngioCocoLoader, include_negatives=True,
                                                  labels_exhaustive=labels_exhaustive)
         self.require_view_angles = require_view_angles
+        self._check_split(kwargs.get("ann_file", args[1] if len(args) > 1 else None),
+                          kwargs.get("img_folder", args[0] if args else None))
         super().__init__(*args, coco_json_loader=coco_json_loader, **kwargs)
         self._check_angles()
+
+    @staticmethod
+    def _check_split(ann_file, img_folder) -> None:
+        # One rule with tools/eval.py: an annotation of an unknown image, or a missing frame, stops the run
+        # here (naming it) instead of being dropped or replaced by another sample mid-epoch.
+        if ann_file is None or not str(ann_file).endswith(".json"):
+            return
+        from .coco_check import check_coco_split
+
+        check_coco_split(str(ann_file), str(img_folder) if img_folder else None)
+
+    def _load_images(self, datapoint_id, img_ids_to_load=None):
+        # SAM3 retries a failing sample 100 times on other samples (a traceback each): an unreadable
+        # frame is the user's to fix, so it is one error naming the file (not an OSError/ValueError,
+        # which SAM3's retry loop would swallow).
+        try:
+            return super()._load_images(datapoint_id, img_ids_to_load)
+        except (OSError, ValueError) as e:
+            names = [m.get("file_name") for m in self.coco.loadImagesFromDatapoint(datapoint_id)]
+            raise ImageLoadError(
+                f"{self.annFile}: image {', '.join(map(str, names))} in {self.root} cannot be read "
+                f"({type(e).__name__}: {e}); replace the file or remove its record"
+            ) from None
 
     def _check_angles(self) -> None:
         # Fail at start-up, naming the image, rather than mid-epoch.

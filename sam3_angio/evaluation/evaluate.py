@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .cass_metrics import CassEvaluator, labelled_fraction, load_cass_logits
 from .coco import IOU_TYPES, CocoEvaluator
-from .keys import COCO_STATS as STAT_NAMES, IMAGE_CASS_KEYS, NAMING_KEYS, PER_CLASS_STATS, PIXEL_KEYS
+from .keys import COCO_STATS as STAT_NAMES, HEAD_KEYS, IMAGE_CASS_KEYS, NAMING_KEYS, PER_CLASS_STATS, PIXEL_KEYS
 from .errors import EvaluationInputError
 from .evaluator import DatasetEvaluator, DatasetEvaluators, run_evaluator
 from .ground_truth import GroundTruth
@@ -129,6 +129,9 @@ def evaluate_predictions(
             "no masks to match" if not masks else f"the ground truth has {n_classes} annotated category: nothing to name")
     else:
         metrics["cass.naming_skipped"] = None
+    # The head-on-true-regions keys come from validation (AngioValMeter); offline they are null.
+    for k in HEAD_KEYS:
+        metrics.setdefault(k, None)
     if not mask_ev:
         for k in PIXEL_KEYS:
             metrics[k] = None

@@ -44,7 +44,7 @@ def scalar_metrics(metrics: Mapping[str, Any], prefixes: Optional[Iterable[str]]
 
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 PER_CLASS_STATS = ("AP", "AP50", "AP75", "AR100")
-PIXEL_KEYS = ("dice", "iou", "arcade_f1", "dice_f1")
+PIXEL_KEYS = ("dice", "iou", "cldice", "arcade_f1", "dice_f1")
 NAMING_KEYS = ("cass.naming_top1", "cass.naming_top1_matched", "cass.naming_match_rate", "cass.naming_n_segments")
 HEAD_KEYS = ("cass_head.top1_gt_regions", "cass_head.balanced_accuracy_gt_regions", "cass_head.n_segments")
 IMAGE_CASS_KEYS = ("cass.top1", "cass.balanced_accuracy")
@@ -53,7 +53,7 @@ QCA_HEAD_KEYS = ("qca_head.mae_stenosis_pct", "qca_head.mae_mld_mm", "qca_head.m
                  "qca_head.n_regions")
 
 #: What the end of a run prints (metrics.json has everything).
-SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice",
+SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice", "cldice",
                 "arcade_f1", "dice_f1", "cass.naming_top1", "cass.naming_match_rate",
                 "cass_head.top1_gt_regions", "cass.top1", "qca_head.mae_stenosis_pct", "qca_head.mae_mld_mm")
 #: Headline scalars sent to TensorBoard at every validation (plus per-class AP and ignored counts).

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from pycocotools import mask as mask_util
+
 from .arcade_f1 import arcade_f1_segmentation, arcade_f1_stenosis, dice_f1
 from .evaluator import DatasetEvaluator, Metrics
 from .ground_truth import GroundTruth
 from .rle import dice_iou, union
+from .vesselness import cldice
 
 ARCADE_TASKS = ("segmentation", "stenosis")
 
@@ -65,6 +68,7 @@ class MaskMetricsEvaluator(DatasetEvaluator):
             tree_gt = union([m for _, m in gt_pairs], h, w)
             tree_pred = union([m for _, m in pred_pairs], h, w)
             d, j = dice_iou(tree_gt, tree_pred)
+            cl = cldice(mask_util.decode(tree_gt), mask_util.decode(tree_pred))
             if self.arcade_task == "segmentation":
                 a_f1, a_per = arcade_f1_segmentation(gt_pairs, pred_pairs)
                 zeroed = a_f1 is not None and bool(pred_pairs) and any(c not in a_per for c, _ in pred_pairs)
@@ -82,6 +86,7 @@ class MaskMetricsEvaluator(DatasetEvaluator):
                     "n_pred_above_thr": len(pred_pairs),
                     "dice": d,
                     "iou": j,
+                    "cldice": cl,
                     "arcade_f1": a_f1,
                     "arcade_zeroed_by_quirk": int(zeroed),
                     "dice_f1": df1,
@@ -95,6 +100,7 @@ class MaskMetricsEvaluator(DatasetEvaluator):
         out: Metrics = {
             "dice": _mean([r["dice"] for r in rows]),
             "iou": _mean([r["iou"] for r in rows]),
+            "cldice": _mean([r["cldice"] for r in rows]),
             "arcade_f1": _mean(arc),
             "dice_f1": _mean(df1),
             "pixel.score_thr": self.score_thr,

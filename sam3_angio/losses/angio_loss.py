@@ -7,6 +7,10 @@ with SAM3's matching, each logged under its own name.
       the semantic term (SemanticSegCriterion)   -> Sam3LossWrapper's semantic slot
       our output terms (OutputTerm)              -> weight x group factor x value, added to the core loss
 
+Training modes (``training.modes``): when the model's output carries ``mode_outputs`` ({automatic,
+proofread} -> SAM3Output, the passes of one step), each pass gets the whole loss, its terms are returned
+as ``<mode>/<term>`` and the core loss is the mean over the passes.
+
 ``group_weights`` rescales each term by the group it declares, relative to equal weighting; the study's
 phase 2 weighting is ``{segmentation: 0.3, classification: 0.5, boxes: 0.2}``.
 """
@@ -100,6 +104,23 @@ class AngioLoss(nn.Module):
         self._trace_step = 0
 
     def forward(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
+        modes = getattr(find_stages, "mode_outputs", None)
+        if modes:
+            losses: Dict[str, torch.Tensor] = {}
+            core = 0.0
+            for mode, stages in modes.items():
+                per_mode = self.one_pass(stages, find_targets)
+                core = core + per_mode.pop(CORE_LOSS_KEY)
+                losses.update({f"{mode}/{k}": v for k, v in per_mode.items()})
+            losses[CORE_LOSS_KEY] = core / len(modes)
+        else:
+            losses = self.one_pass(find_stages, find_targets)
+        if self.trace_dir and torch.is_grad_enabled():
+            self._trace(losses)
+        return losses
+
+    def one_pass(self, find_stages, find_targets) -> Dict[str, torch.Tensor]:
+        """The loss of one forward pass: SAM3's matched terms + semantic term + our output terms."""
         losses = self.sam3_loss(find_stages, find_targets)
         if self.own_terms:
             stages = find_stages.output if hasattr(find_stages, "output") else find_stages
@@ -109,8 +130,6 @@ class AngioLoss(nn.Module):
                 for key, value in term.losses(last).items():
                     losses[key] = value
                     losses[CORE_LOSS_KEY] = losses[CORE_LOSS_KEY] + factor * value
-        if self.trace_dir and torch.is_grad_enabled():
-            self._trace(losses)
         return losses
 
     def _trace(self, losses: Dict[str, torch.Tensor]) -> None:

@@ -13,7 +13,9 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-from sam3.train.loss.loss_fns import Boxes, IABCEMdetr, Masks, SemanticSegCriterion
+import torch.nn.functional as F
+from sam3.train.loss.loss_fns import (Boxes, IABCEMdetr, Masks, SemanticSegCriterion,
+                                      instance_masks_to_semantic_masks)
 
 from sam3_angio.registry import LOSSES
 
@@ -78,7 +80,11 @@ class MaskLoss(Masks):
 @LOSSES.register()
 class SemanticFocalLoss(SemanticSegCriterion):
     """Semantic-segmentation focal loss with dice (alpha 0.6, gamma 1.6 as the study used) on SAM3's
-    semantic head. Also what gives that head a gradient (without it DDP stops at step 2)."""
+    semantic head. Also what gives that head a gradient (without it DDP stops at step 2).
+
+    Fractionary labels: when the model marks known pixels (``semantic_known`` (Q, H, W), set for the
+    queries of partly labelled frames), the focal and dice terms are computed on known pixels only, so an
+    unknown pixel gives no loss and no gradient. Frames that are fully labelled go through SAM3's own loss."""
 
     group = "segmentation"
 
@@ -89,3 +95,51 @@ class SemanticFocalLoss(SemanticSegCriterion):
                                       "loss_semantic_dice": dice_weight},
                          focal=True, focal_alpha=focal_alpha, focal_gamma=focal_gamma, downsample=downsample,
                          presence_head=presence_head, presence_loss=presence_loss)
+
+    def get_loss(self, out_dict, targets):
+        known = out_dict.get("semantic_known")
+        if known is None:
+            return super().get_loss(out_dict, targets)
+        return self._masked_loss(out_dict, targets, known)
+
+    def _masked_loss(self, out_dict, targets, known: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """SAM3's semantic loss (focal + dice, presence-masked) restricted to known pixels."""
+        outputs = out_dict["semantic_seg"]  # (Q, 1, h, w)
+        sem = targets.get("semantic_masks")
+        if sem is None or sem.size(0) == 0:
+            sem = instance_masks_to_semantic_masks(targets["masks"].bool(), targets["num_boxes"])
+        size = sem.shape[-2:]
+        logits = F.interpolate(outputs.float(), size=size, mode="bilinear", align_corners=False).squeeze(1)
+        k = known.to(logits.device)
+        if k.shape[-2:] != size:
+            k = F.interpolate(k.float()[:, None], size=size, mode="nearest")[:, 0] > 0.5
+        k = k.float().flatten(1)
+        x, t = logits.flatten(1), sem.float().flatten(1)
+        p = x.sigmoid()
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        focal = ce * (1 - p_t) ** self.focal_gamma
+        if self.focal_alpha >= 0:
+            focal = (self.focal_alpha * t + (1 - self.focal_alpha) * (1 - t)) * focal
+        n_known = k.sum(1).clamp(min=1.0)
+        loss = (focal * k).sum(1) / n_known if self.focal else (ce * k).sum(1) / n_known
+        pk, tk = p * k, t * k
+        dice = 1 - (2 * (pk * tk).sum(1) + 1) / (pk.sum(1) + tk.sum(1) + 1)
+        present = t.any(1)
+        n_valid = present.sum().item()
+        if self.presence_head:
+            loss = (loss * present.float()).sum() / (n_valid + 1e-6)
+            dice = (dice * present.float()).sum() / (n_valid + 1e-6)
+        else:
+            loss, dice = loss.mean(), dice.mean()
+        zero = torch.zeros((), device=logits.device)
+        presence = zero
+        if self.presence_head and self.presence_loss:
+            presence = F.binary_cross_entropy_with_logits(out_dict["presence_logit"].flatten(), present.float())
+        with torch.no_grad():
+            pred = (p > 0.5) & (k > 0)
+            inter = (pred & (t > 0)).sum(1).float()
+            union = (pred | ((t > 0) & (k > 0))).sum(1).float()
+            miou = (inter / union.clamp(min=1)).mean()
+        return {"loss_semantic_seg": loss, "loss_semantic_dice": dice, "loss_semantic_presence": presence,
+                "presence_acc": zero, "miou_semantic_seg": miou}

@@ -15,6 +15,12 @@ ground-truth regions of the batch (with a CASS head), ``qca_pred`` / ``qca_targe
 regression head: stenosis %/100, MLD mm, reference mm; targets NaN where not measured), and ``view_features`` (B, 256, h, w) / ``view_embedding`` (B, D), with
 which ``name_regions`` names any other region - a predicted mask at inference. A fresh wrapper's SAM3
 outputs equal plain SAM3's (FiLM starts at identity).
+
+Training modes (``training.modes``, docs/training_modes.md): ``automatic`` is the pass above;
+``proofread`` adds a prompt encoder's residual (clicks on one target segment, ``PROMPT_ENCODERS``) to the
+FiLM-modulated FPN maps before grounding. With both, one step runs the backbone once and SAM3's
+grounding twice (automatic, then proofread), and returns the automatic output with ``mode_outputs``
+``{mode: SAM3Output}`` for the loss. At inference ``model(batch, clicks=Clicks)`` is the proofread pass.
 """
 
 from __future__ import annotations
@@ -28,17 +34,21 @@ from sam3.model.geometry_encoders import Prompt
 from sam3.model.model_misc import SAM3Output
 
 import sam3_angio.model.cass_head  # noqa: F401  (registers the built-in CASS heads)
+import sam3_angio.model.prompt_encoder  # noqa: F401  (registers the built-in prompt encoders)
 import sam3_angio.model.regression_head  # noqa: F401  (registers the built-in regression heads)
 import sam3_angio.model.view_encoder  # noqa: F401  (registers the built-in view encoders)
 from sam3_angio.cass import class_ids as validate_class_ids
 from sam3_angio.errors import ConfigError
 from sam3_angio.model.film import FiLM
-from sam3_angio.registry import HEADS, MODELS, VIEW_ENCODERS
+from sam3_angio.model.prompt_encoder import POINT_SAMPLING, Clicks, sample_clicks
+from sam3_angio.registry import HEADS, MODELS, PROMPT_ENCODERS, VIEW_ENCODERS
 from sam3_angio.view_angles import ViewBatch
 
 log = logging.getLogger(__name__)
 
 Spec = Union[str, Mapping[str, Any]]
+MODES = ("automatic", "proofread")
+PROOFREAD_DEFAULTS = {"num_pos_points": 3, "num_neg_points": 1, "point_sampling": "uniform"}
 
 
 @MODELS.register()
@@ -56,7 +66,13 @@ class ViewConditionedSam3(nn.Module):
             MLD and reference diameter; None (default): none.
         cass_on_predictions: also teach the head on the predicted masks the matcher assigned to each
             ground-truth segment (what it names at inference), besides the ground-truth regions.
-        freeze: ``{backbone, sam3_heads, view, cass_head, regression_head}``: True freezes that part.
+        freeze: ``{backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True freezes
+            that part.
+        modes: training passes of a step, ``automatic`` and/or ``proofread`` (``training.modes``).
+        prompt_encoder: registered prompt encoder (``PROMPT_ENCODERS``, default ``sparse_conv``), built
+            only when ``proofread`` is a mode (a model trained without it takes no clicks).
+        proofread: simulated clicks of the interactive sub-mode: ``num_pos_points``, ``num_neg_points``,
+            ``point_sampling`` (uniform | centreline).
     """
 
     def __init__(
@@ -71,6 +87,9 @@ class ViewConditionedSam3(nn.Module):
         regression_head: Optional[Spec] = None,
         view_dim: int = 256,
         freeze: Optional[Dict[str, bool]] = None,
+        modes: Sequence[str] = ("automatic",),
+        prompt_encoder: Optional[Spec] = None,
+        proofread: Optional[Mapping[str, Any]] = None,
     ):
         super().__init__()
         if unknown_angles not in ("learned", "identity"):
@@ -90,6 +109,11 @@ class ViewConditionedSam3(nn.Module):
         self.regression_head = (HEADS.build(regression_head, channels=channels, view_dim=view_dim)
                                 if regression_head is not None else None)
         self.register_buffer("_cat_to_class", self._category_table(self.class_ids), persistent=False)
+        self.modes = self._check_modes(modes)
+        self.prompt_encoder = (PROMPT_ENCODERS.build(prompt_encoder or "sparse_conv", channels=channels,
+                                                     num_classes=len(self.class_ids))
+                               if "proofread" in self.modes else None)
+        self.proofread = self._check_proofread(proofread)
         self.set_trainable(freeze or {})
 
     # ----------------------------------------------------------------- configuration helpers
@@ -102,14 +126,39 @@ class ViewConditionedSam3(nn.Module):
             table[c] = i
         return table
 
+    @staticmethod
+    def _check_modes(modes: Sequence[str]) -> tuple:
+        modes = (modes,) if isinstance(modes, str) else tuple(modes)
+        bad = [m for m in modes if m not in MODES]
+        if not modes or bad or len(set(modes)) != len(modes):
+            raise ConfigError(f"training.modes={list(modes)}: expected a non-empty list of distinct modes from "
+                              f"{list(MODES)}, e.g. [automatic, proofread]")
+        return modes
+
+    @staticmethod
+    def _check_proofread(proofread: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        cfg = {**PROOFREAD_DEFAULTS, **dict(proofread or {})}
+        unknown = set(cfg) - set(PROOFREAD_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"training.proofread keys {sorted(unknown)} unknown; expected {sorted(PROOFREAD_DEFAULTS)}")
+        if cfg["point_sampling"] not in POINT_SAMPLING:
+            raise ConfigError(f"training.proofread.point_sampling={cfg['point_sampling']!r}: expected one of "
+                              f"{list(POINT_SAMPLING)}")
+        if int(cfg["num_pos_points"]) < 1 or int(cfg["num_neg_points"]) < 0:
+            raise ConfigError(f"training.proofread: num_pos_points={cfg['num_pos_points']} (need >= 1), "
+                              f"num_neg_points={cfg['num_neg_points']} (need >= 0)")
+        return cfg
+
     def set_trainable(self, freeze: Dict[str, bool]) -> None:
-        """``freeze: {backbone, sam3_heads, view, cass_head, regression_head}``: True freezes that part."""
+        """``freeze: {backbone, sam3_heads, view, cass_head, regression_head, prompt_encoder}``: True
+        freezes that part."""
         parts = {
             "backbone": [self.detector.backbone],
             "sam3_heads": [m for n, m in self.detector.named_children() if n != "backbone"],
             "view": [self.view_encoder, self.film],
             "cass_head": [self.cass_head] if self.cass_head is not None else [],
             "regression_head": [self.regression_head] if self.regression_head is not None else [],
+            "prompt_encoder": [self.prompt_encoder] if self.prompt_encoder is not None else [],
         }
         unknown = set(freeze) - set(parts)
         if unknown:
@@ -181,13 +230,64 @@ class ViewConditionedSam3(nn.Module):
         outputs.append(stage_outs)
         return outputs
 
-    def forward(self, batch):
+    def forward(self, batch, clicks: Optional[Clicks] = None):
+        """Training: the passes of ``self.modes``. Otherwise: automatic, or proofread when ``clicks``
+        are given (``Clicks`` on one target segment per frame)."""
         img = batch.img_batch
         views = self.views_of(batch)
         e = self.embed_views(views, img.device)
-        backbone_out = {"img_batch_all_stages": img}
-        backbone_out.update(self.image_features(img, e, views))
-        backbone_out.update(self.text_features(batch.find_text_batch, img.device))
+        base = {"img_batch_all_stages": img}
+        base.update(self.image_features(img, e, views))
+        base.update(self.text_features(batch.find_text_batch, img.device))
+        if self.training:
+            modes = self.modes
+        else:
+            modes = ("proofread",) if clicks is not None else ("automatic",)
+        results = {}
+        for mode in modes:
+            backbone_out = dict(base)
+            if mode == "proofread":
+                if clicks is None:
+                    clicks = self.simulate_clicks(batch)
+                backbone_out = self.prompted(backbone_out, clicks)
+            results[mode] = self._decode(backbone_out, batch, e)
+            if mode == "proofread":
+                last = results[mode].output[-1][-1]
+                last["clicks"] = clicks
+        outputs = results[modes[0]]
+        if self.training and modes != ("automatic",):
+            outputs.mode_outputs = results  # what AngioLoss reads
+            # DDP (find_unused_parameters) looks for the graph in the returned lists and dicts only: the
+            # other passes must be reachable from it, or their parameters count as unused.
+            outputs.output[-1][-1]["other_mode_outputs"] = {m: results[m] for m in modes[1:]}
+        return outputs
+
+    def prompted(self, backbone_out: Dict[str, Any], clicks: Clicks) -> Dict[str, Any]:
+        """The prompt encoder's residual added to the (FiLM-modulated) FPN maps."""
+        if self.prompt_encoder is None:
+            raise ConfigError("clicks given to a model without a prompt encoder: train it with "
+                              "training.modes=[automatic,proofread] (or [proofread])")
+        fpn = self.prompt_encoder(list(backbone_out["backbone_fpn"]), clicks)
+        return {**backbone_out, "backbone_fpn": fpn, "vision_features": fpn[-1]}
+
+    def simulate_clicks(self, batch) -> Clicks:
+        """Interactive sub-mode: clicks on one ground-truth segment per frame (``self.proofread``)."""
+        target, inputs, meta = batch.find_targets[0], batch.find_inputs[0], batch.find_metadatas[0]
+        num = target.num_boxes.long().cpu()
+        obj_image = torch.repeat_interleave(inputs.img_ids.long().cpu(), num)
+        cats = torch.as_tensor(meta.original_category_id).long().view(-1).cpu()
+        obj_class = self.class_index(torch.repeat_interleave(cats, num))
+        segments = target.segments
+        if segments is not None and segments.shape[0] != obj_image.shape[0]:
+            segments = None
+        if segments is None:
+            segments = boxes_to_masks(target.boxes.view(-1, 4).cpu(), batch.img_batch.shape[-2:])
+        cfg = self.proofread
+        return sample_clicks(segments, obj_image, obj_class, batch.img_batch.shape[0],
+                             num_pos_points=int(cfg["num_pos_points"]), num_neg_points=int(cfg["num_neg_points"]),
+                             point_sampling=cfg["point_sampling"])
+
+    def _decode(self, backbone_out: Dict[str, Any], batch, e: torch.Tensor) -> SAM3Output:
         features = backbone_out["backbone_fpn"][-1]
         outputs = self.ground(backbone_out, batch)
         last = outputs.output[-1][-1]
@@ -199,7 +299,31 @@ class ViewConditionedSam3(nn.Module):
                 self._add_cass_outputs(last, features, e, *regions)
             if self.regression_head is not None:
                 self._add_regression_outputs(last, batch, features, e, *regions)
+        known = self.known_pixels(batch)
+        if known is not None:
+            last["semantic_known"] = known
         return outputs
+
+    @staticmethod
+    def known_pixels(batch) -> Optional[torch.Tensor]:
+        """Fractionary sub-mode, chosen per frame from the data: in a partly labelled frame (its queries
+        non-exhaustive: the image record's ``labels_exhaustive: false``, or ``data.labels_exhaustive=false``)
+        a pixel outside every labelled segment of the frame is unknown. Returns (Q, H, W) bool, True =
+        known (the semantic loss skips the rest), or None when every frame is fully labelled."""
+        target, inputs = batch.find_targets[0], batch.find_inputs[0]
+        exhaustive = getattr(target, "is_exhaustive", None)
+        segments = target.segments
+        if exhaustive is None or segments is None or bool(exhaustive.bool().all()):
+            return None
+        num = target.num_boxes.long().to(segments.device)
+        img_of_query = inputs.img_ids.long().to(segments.device)
+        obj_image = torch.repeat_interleave(img_of_query, num)
+        h, w = segments.shape[-2:]
+        labelled = torch.zeros(int(batch.img_batch.shape[0]), h, w, device=segments.device)
+        labelled.index_add_(0, obj_image, segments.float())
+        known = labelled[img_of_query] > 0
+        known[exhaustive.bool().to(known.device)] = True
+        return known
 
     # ----------------------------------------------------------------- naming regions
 

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import List, Optional
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sam3_angio.errors import ConfigError, run_cli
 from sam3_angio.evaluation.keys import SUMMARY_KEYS
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="check the config (targets, paths) and exit 0/1")
     p.add_argument("--list", action="store_true", help="list registered components and exit")
     p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    p.add_argument("--restart", action="store_true",
+                   help="start over in paths.experiment_dir (its checkpoints/logs are kept aside, renamed)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     return p
 
@@ -117,6 +119,11 @@ def _main(args: argparse.Namespace) -> int:
     if args.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
+    if args.restart and not args.check:
+        from sam3_angio.training.experiment import restart
+
+        for moved in restart(cfg):
+            print(f"--restart: kept the earlier run's files as {moved}")
     report = check_config(cfg)
     if args.check:
         print(report.render())
@@ -135,14 +142,16 @@ def _main(args: argparse.Namespace) -> int:
         return 0
 
     from sam3_angio.training.data_prep import prepare_data
+    from sam3_angio.training.experiment import ExperimentLock
 
-    prepare_data(cfg)
-    save_run_config(cfg)
-    from sam3_angio.training.launch import launch_local
+    with ExperimentLock(cfg.paths.experiment_dir):
+        prepare_data(cfg)
+        save_run_config(cfg)
+        from sam3_angio.training.launch import launch_local
 
-    start = time.time()
-    metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
-    print_summary(metrics, cfg, time.time() - start)
+        start = time.time()
+        metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
+        print_summary(metrics, cfg, time.time() - start)
     return 0
 
 

@@ -10,18 +10,38 @@ from omegaconf import DictConfig, OmegaConf
 from sam3_angio.errors import UserError
 
 
+def will_generate_demo(cfg: DictConfig) -> bool:
+    """Whether missing data files are generated as the demo: ``data.demo.generate_if_missing`` true, or
+    ``auto`` (the default) with ``paths.data_root`` being the demo's own folder ``paths.demo_data_root``."""
+    mode = OmegaConf.select(cfg, "data.demo.generate_if_missing")
+    if isinstance(mode, str) and mode.lower() == "auto":
+        root, demo = OmegaConf.select(cfg, "paths.data_root"), OmegaConf.select(cfg, "paths.demo_data_root")
+        return bool(root and demo and os.path.abspath(root) == os.path.abspath(demo))
+    if isinstance(mode, str):
+        if mode.lower() not in ("true", "false"):
+            raise UserError(f"data.demo.generate_if_missing={mode!r}: expected auto, true or false")
+        return mode.lower() == "true"
+    return bool(mode)
+
+
+def missing_data_message(cfg: DictConfig, missing) -> str:
+    root = OmegaConf.select(cfg, "paths.data_root")
+    where = f"paths.data_root={root} does not exist" if root and not os.path.isdir(root) else f"paths.data_root={root}"
+    return (
+        f"data not found: {', '.join(missing)} ({where}). Check the path, or convert your CSV with "
+        f"tools/convert_to_coco.py; demo data are generated only in paths.demo_data_root="
+        f"{OmegaConf.select(cfg, 'paths.demo_data_root')} (or anywhere with data.demo.generate_if_missing=true)"
+    )
+
+
 def prepare_data(cfg: DictConfig) -> None:
     """Generate the embedded demo data set when the configured files are missing and the config
-    allows it (``data.demo.generate_if_missing``)."""
+    allows it (:func:`will_generate_demo`); otherwise missing data are an error."""
     need = [cfg.data.train_json, cfg.data.val_json]
     if all(os.path.isfile(p) for p in need):
         return
-    if not OmegaConf.select(cfg, "data.demo.generate_if_missing"):
-        missing = [p for p in need if not os.path.isfile(p)]
-        raise UserError(
-            f"data not found: {', '.join(missing)}. Convert your CSV with tools/convert_to_coco.py "
-            f"and pass paths.data_root=..., or set data.demo.generate_if_missing=true for the demo"
-        )
+    if not will_generate_demo(cfg):
+        raise UserError(missing_data_message(cfg, [p for p in need if not os.path.isfile(p)]))
     from sam3_angio.data.demo import ensure_demo_data
 
     coco_root = os.path.dirname(os.path.dirname(cfg.data.train_json))

@@ -36,6 +36,12 @@ def ensure_process_group() -> None:
 
 
 def threads_per_rank(num_ranks: int, cpus: Optional[int] = None) -> int:
+    """CPU threads for each of ``num_ranks`` ranks. ``OMP_NUM_THREADS``, when set (a shared machine's
+    budget), is each process's count, as for any OpenMP program; otherwise ``cpus`` (default: the cores
+    this process may use) is split between the ranks."""
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if cpus is None and omp.isdigit() and int(omp) > 0:
+        return int(omp)
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cpus or 1) // max(1, num_ranks))

@@ -120,15 +120,87 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
             else:
                 report.errors.append(f"{key} = {value}: {kind} not found")
 
-    gen = bool(OmegaConf.select(cfg, "data.demo.generate_if_missing")) and will_generate_data
-    for key in ("data.train_json", "data.val_json"):
-        need(key, "file", generated=gen)
-    for key in ("data.train_images", "data.val_images"):
-        need(key, "dir", generated=gen)
+    from sam3_angio.errors import UserError
+    from sam3_angio.training.data_prep import missing_data_message, will_generate_demo
+
+    try:
+        gen = will_generate_demo(cfg) and will_generate_data
+    except UserError as e:
+        report.errors.append(str(e))
+        gen = False
+    absent = [OmegaConf.select(cfg, k) for k in ("data.train_json", "data.val_json")]
+    absent = [p for p in absent if p and not os.path.isfile(p)]
+    if absent and not gen:
+        report.errors.append(missing_data_message(cfg, absent))
+    else:
+        for key in ("data.train_json", "data.val_json"):
+            need(key, "file", generated=gen)
+        for key in ("data.train_images", "data.val_images"):
+            need(key, "dir", generated=gen)
     need("paths.sam3_checkpoint", "file")
     if OmegaConf.select(cfg, "init.require_phase1"):
         ckpt_dir = OmegaConf.select(cfg, "trainer.checkpoint.save_dir")
         resuming = ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, "checkpoint.pt"))
         if not resuming:
             need("paths.phase1_checkpoint", "file")
+    check_batches(cfg, report)
+    check_splits(cfg, report)
+    from sam3_angio.training.experiment import resume_error
+
+    resume = resume_error(cfg)
+    if resume:
+        report.errors.append(resume)
     return report
+
+
+def world_size(cfg: DictConfig) -> int:
+    return max(1, int(OmegaConf.select(cfg, "launcher.gpus_per_node") or 1)) * max(
+        1, int(OmegaConf.select(cfg, "launcher.num_nodes") or 1))
+
+
+def check_batches(cfg: DictConfig, report: CheckReport) -> None:
+    """Batch sizes are whole numbers >= 1 (caught here, not by torch after the model is built)."""
+    for key, user_key in (("trainer.data.train.batch_size", "scratch.train_batch_size"),
+                          ("trainer.data.val.batch_size", "scratch.val_batch_size")):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            report.errors.append(f"{key} = {value!r} (from {user_key}): expected a whole number >= 1")
+
+
+def train_steps_per_epoch(n_images: int, batch_size: int, world: int, drop_last: bool) -> int:
+    """Optimiser steps an epoch makes: SAM3's DistributedSampler gives each rank ceil(n / world) frames."""
+    per_rank = -(-n_images // world) if n_images else 0
+    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def check_splits(cfg: DictConfig, report: CheckReport) -> None:
+    """Each existing split is consistent (sam3_angio.data.coco_check) and the training split gives at
+    least one optimiser step an epoch; a run that trains nothing is an error, not a 'run finished'."""
+    from sam3_angio.data.coco_check import check_coco_split
+    from sam3_angio.errors import DataError
+
+    sizes = {}
+    for split in ("train", "val"):
+        js, imgs = OmegaConf.select(cfg, f"data.{split}_json"), OmegaConf.select(cfg, f"data.{split}_images")
+        if not js or not os.path.isfile(js):
+            continue
+        try:
+            sizes[split] = check_coco_split(js, imgs if imgs and os.path.isdir(imgs) else None).images
+        except DataError as e:
+            report.errors.append(str(e))
+    n = sizes.get("train")
+    batch = OmegaConf.select(cfg, "trainer.data.train.batch_size")
+    if n is None or not isinstance(batch, int) or batch < 1:
+        return
+    limit = OmegaConf.select(cfg, "trainer.data.train.dataset.limit_ids")
+    used = min(n, int(limit)) if limit else n
+    drop_last = bool(OmegaConf.select(cfg, "trainer.data.train.drop_last"))
+    world = world_size(cfg)
+    if train_steps_per_epoch(used, batch, world, drop_last) == 0:
+        why = "has no images" if used == 0 else (
+            f"gives {used} frame(s){' after limit_ids' if used < n else ''} to {world} rank(s), fewer than "
+            f"scratch.train_batch_size={batch} with drop_last")
+        report.errors.append(
+            f"data.train_json = {OmegaConf.select(cfg, 'data.train_json')}: the training split {why}, so an "
+            f"epoch would make 0 optimiser steps; add training data or lower scratch.train_batch_size"
+        )

@@ -48,9 +48,9 @@ def test_eval_model_mode_reproduces_the_runs_validation(trained_cass, tiny_data_
 
 def test_eval_model_mode_names_a_missing_split(trained_cass, tiny_data_root, tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "eval.py"), "-c", "cass", "--checkpoint",
+        [sys.executable, str(ROOT / "tools" / "eval.py"), "--checkpoint",  # the run folder's own config
          str(trained_cass / "checkpoints" / "checkpoint.pt"), "--split", "test", "--out", str(tmp_path),
-         f"paths.data_root={tiny_data_root}", "model.name=sam3_tiny"],
+         f"paths.data_root={tiny_data_root}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 2

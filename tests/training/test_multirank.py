@@ -24,7 +24,7 @@ def _trace(folder, rank):
 def test_two_cpu_ranks_match_one_rank_on_the_same_global_batch(tiny_data_root, tmp_path):
     common = [
         "scratch.train_transforms=${scratch.val_transforms}",  # no random augmentation
-        "scratch.sam3_loss.scale_by_find_batch_size=false",
+        "scratch.angio_loss.scale_by_find_batch_size=false",
         "profiles.sam3_tiny.limit_train_images=null",
         "trainer.data.train.shuffle=false",
     ]

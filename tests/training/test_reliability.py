@@ -1,0 +1,220 @@
+"""Issue 11: runs that would train nothing, or on less than the data say, stop with one line that says
+why - before anything is written as a success."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_train, small_run_overrides
+
+CASS = "configs/angiography/cass.yaml"
+VESSEL = "configs/angiography/vessel_segmentation.yaml"
+
+
+def copy_data(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_json(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def outputs(exp: Path):
+    return sorted(str(p.relative_to(exp)) for p in exp.rglob("*")) if exp.exists() else []
+
+
+def assert_nothing_trained(exp: Path):
+    assert not (exp / "checkpoints" / "checkpoint.pt").exists()
+    assert not (exp / "metrics.json").exists()
+
+
+def test_batch_larger_than_training_split_is_an_error(tiny_data_root, tmp_path):
+    exp = tmp_path / "exp"
+    args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=5"]
+    check = run_train([*args, "--check"])
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "0 optimiser steps" in check.stdout and "scratch.train_batch_size=5" in check.stdout
+    proc = run_train(args)
+    assert proc.returncode == 2 and "0 optimiser steps" in proc.stderr and "Traceback" not in proc.stderr
+    assert "run finished" not in proc.stdout
+    assert_nothing_trained(exp)
+
+
+def test_empty_training_split_is_an_error(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    edit_json(root / "coco_vessel" / "train" / "annotations.json", lambda d: d.update(images=[], annotations=[]))
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "has no images" in proc.stderr and "0 optimiser steps" in proc.stderr
+    assert_nothing_trained(exp)
+
+
+def test_all_images_unreadable_is_one_error_naming_the_file(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    for png in (root / "coco_vessel" / "train" / "images").iterdir():
+        png.write_bytes(b"not a png")
+    exp = tmp_path / "exp"
+    proc = run_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)], timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "cannot be read" in last and ".png" in last
+    assert proc.stderr.count("Traceback") == 0 and "got loading error" not in proc.stderr
+    assert_nothing_trained(exp)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_annotation_of_missing_image_id_is_an_error_also_in_check(tiny_data_root, tmp_path, split):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    edit_json(root / "coco_cass" / split / "annotations.json",
+              lambda d: d["annotations"][0].update(image_id=9999))
+    exp = tmp_path / "exp"
+    check = run_train(["-c", CASS, *small_run_overrides(root, exp, epochs=1), "--check"])
+    assert check.returncode == 1 and "config OK" not in check.stdout
+    assert "annotations[0]" in check.stdout and "image_id 9999" in check.stdout
+    assert f"{split}/annotations.json" in check.stdout
+
+
+def test_one_missing_training_image_is_an_error(tiny_data_root, tmp_path):
+    root = copy_data(tiny_data_root, tmp_path / "data")
+    images = root / "coco_cass" / "train" / "images"
+    victim = sorted(images.iterdir())[1]
+    victim.unlink()
+    exp = tmp_path / "exp"
+    args = ["-c", CASS, *small_run_overrides(root, exp, epochs=1)]
+    check = run_train([*args, "--check"])
+    assert check.returncode == 1 and victim.name in check.stdout and "1 of 4 image files missing" in check.stdout
+    proc = run_train(args)
+    assert proc.returncode == 2 and victim.name in proc.stderr
+    assert_nothing_trained(exp)
+
+
+def test_misspelt_data_root_is_an_error_not_generated_demo_data(tmp_path):
+    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
+    args = ["-c", cfg, "paths.data_root=data/studdy", "trainer.max_epochs=1"]
+    check = run_train([*args, "--check"], cwd=tmp_path)
+    assert check.returncode == 1 and "paths.data_root=" in check.stdout and "studdy does not exist" in check.stdout
+    proc = run_train(args, cwd=tmp_path)
+    assert proc.returncode == 2 and "studdy does not exist" in proc.stderr and "generating" not in proc.stdout
+    assert not (tmp_path / "data" / "studdy").exists()
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_explicit_switch_generates_demo_data_anywhere(tmp_path):
+    cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
+    check = run_train(["-c", cfg, "paths.data_root=elsewhere", "data.demo.generate_if_missing=true", "--check"],
+                      cwd=tmp_path)
+    assert check.returncode == 0 and "will be generated there" in check.stdout
+
+
+def test_sam3_env_logging_is_replaced_by_an_allow_list(monkeypatch, caplog):
+    import logging
+
+    import sam3.train.trainer as sam3_trainer
+
+    import sam3_angio.training.trainer as ours
+
+    monkeypatch.setenv("MY_API_TOKEN", "fake-secret-0xDEADBEEF")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert sam3_trainer.log_env_variables is ours.log_harmless_env
+    with caplog.at_level(logging.INFO):
+        sam3_trainer.log_env_variables()
+    text = caplog.text
+    assert "OMP_NUM_THREADS" in text
+    assert "fake-secret-0xDEADBEEF" not in text and "MY_API_TOKEN" not in text
+
+
+def _fake_previous_run(exp: Path, config: str, overrides) -> None:
+    """A folder as a finished run of ``config`` leaves it: its resolved config and a checkpoint.pt."""
+    shown = run_train(["-c", config, *overrides, "--print-config"], check=True)
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "config_resolved.yaml").write_text(shown.stdout)
+    (exp / "checkpoints").mkdir(exist_ok=True)
+    (exp / "checkpoints" / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
+
+
+def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_path):
+    exp = tmp_path / "exp"
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    before = outputs(exp)
+    check = run_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    assert check.returncode == 1, check.stdout
+    assert "another run's checkpoint.pt" in check.stdout and "data.task: 'vessel'" in check.stdout
+    assert "--restart" in check.stdout and "paths.experiment_dir" in check.stdout
+    same = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    assert same.returncode == 0, same.stdout  # the same run resumes
+    assert outputs(exp) == before
+
+
+def test_restart_keeps_the_earlier_run_aside(tiny_data_root, tmp_path):
+    from sam3_angio.config import compose, finalize
+    from sam3_angio.training.experiment import resume_error, restart
+
+    exp = tmp_path / "exp"
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    cfg = finalize(compose("cass", small_run_overrides(tiny_data_root, exp, epochs=1)))
+    assert resume_error(cfg)
+    moved = restart(cfg)
+    assert any("checkpoints." in m for m in moved)
+    assert not (exp / "checkpoints" / "checkpoint.pt").exists() and resume_error(cfg) is None
+
+
+def test_second_run_in_a_folder_stops_naming_the_first(tiny_data_root, tmp_path):
+    import os
+    import socket
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    lock = exp / ".run.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "earlier"}))
+    proc = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"in use by pid {os.getpid()} on host {socket.gethostname()}" in proc.stderr
+    assert lock.is_file() and not (exp / "config.yaml").exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from sam3_angio.errors import UserError
+    from sam3_angio.training.experiment import ExperimentLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".run.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with ExperimentLock(str(tmp_path)):
+        assert json.loads((tmp_path / ".run.lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(UserError, match="in use by pid"):
+            ExperimentLock(str(tmp_path)).acquire()
+    assert not (tmp_path / ".run.lock").exists()
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("+scratch.train_batchsize=1", "did you mean scratch.train_batch_size?"),
+    ("+trainer.max_epoch=1", "did you mean trainer.max_epochs?"),
+    ("trainer.max_epoch=1", "did you mean trainer.max_epochs?"),
+    ("+scratch.nothing_reads_this=3", "adds a key that nothing reads"),
+])
+def test_override_keys_nothing_reads_are_errors_with_did_you_mean(override, hint):
+    for extra in ([], ["--check"]):
+        proc = run_train(["-c", CASS, override, *extra])
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error:") and override in last and hint in last, last
+        assert "Traceback" not in proc.stderr
+
+
+def test_override_keys_that_are_read_are_accepted():
+    proc = run_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
+                      "+scratch.loss_terms.extra._target_=sam3_angio.losses.BoxLoss"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
