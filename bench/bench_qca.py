@@ -10,6 +10,12 @@ diameters without sub-pixel edges; one global reference diameter instead of the 
 the ratios ours / baseline.
 
     python bench/bench_qca.py [--patients 24] [--seed 4242] [--sizes 512 256] [--workers 2] [--data DIR]
+        [--checkpoint CKPT [--config CONFIG] [--min-iou 0.1]]
+
+With ``--checkpoint`` (a phase 2 CASS run), the same benchmark again on the model's *predicted* masks of
+the same frames, reported separately: for each ground-truth segment, the predicted instance named as
+that CASS segment whose mask overlaps it most (IoU >= --min-iou; else the segment counts as not
+found and is left out of the error tables), measured and compared with the same truth.
 
 Truth and its limits (docs/qca.md): 3D diameters with the isocenter spacing (magnification error
 included), lesions seen nearly end-on (projected/true length < 0.4) and masks carved by an overlapping
@@ -39,7 +45,9 @@ from sam3_angio.qca.validation import (  # noqa: E402
     BANDS,
     FORESHORTENED,
     MASK_FLOOR_PX,
+    evaluate_predicted,
     evaluate_row_many,
+    read_row_mask,
     read_truth,
     summarize,
 )
@@ -120,6 +128,8 @@ def print_table(s: Dict, title: str, keys=("pct", "mld_mm", "ref_mm")) -> None:
 
 def _verdict(s: Dict) -> str:
     a = s["all"]
+    if not all(k in a for k in ("pct", "mld_mm", "ref_mm")):
+        return "no lesion row measured"
     checks = [f"%DS MAE {a['pct']['mae']:.2f} <= 3", f"MLD MAE {a['mld_mm']['mae']:.3f} <= 0.15",
               f"ref MAE {a['ref_mm']['mae']:.3f} <= 0.2", f"found {100 * s['detection']['rate']:.1f} >= 95",
               f"clean {100 * s['healthy']['clean_rate']:.1f} >= 95"]
@@ -171,6 +181,67 @@ def bench_size(root: Path, size: int, workers: int) -> Dict:
     return summ
 
 
+def predicted_rows(predictor, rows, min_iou: float):
+    """``[(row, predicted mask, IoU)]`` for the rows whose segment the model found (named as the row's
+    CASS segment, IoU >= ``min_iou`` with its mask), and the number of rows not found."""
+    from pycocotools import mask as mask_utils
+
+    by_frame: Dict = {}
+    for r in rows:
+        by_frame.setdefault((str(r.cine_path), r.frame_index), []).append(r)
+    found, missed = [], 0
+    for (cine, idx), group in by_frame.items():
+        frame = np.asarray(np.load(cine, mmap_mode="r")[idx])
+        va = group[0].view_angles
+        insts = predictor(frame, angles=None if va is None else (va["primary"], va["secondary"]))
+        masks = [(int(i["category_id"]), mask_utils.decode({**i["segmentation"],
+                                                            "counts": i["segmentation"]["counts"].encode()}) > 0)
+                 for i in insts if i.get("segmentation") and i.get("area", 1) > 0]
+        for r in group:
+            gt = read_row_mask(r)
+            best, best_iou = None, 0.0
+            for cat, m in masks:
+                if cat != r.cass:
+                    continue
+                iou = float((m & gt).sum()) / max(float((m | gt).sum()), 1.0)
+                if iou > best_iou:
+                    best, best_iou = m, iou
+            if best is not None and best_iou >= min_iou:
+                found.append((r, best, best_iou))
+            else:
+                missed += 1
+    return found, missed
+
+
+def bench_checkpoint(root: Path, size: int, predictor, min_iou: float) -> Dict:
+    from sam3_angio.qca.errors import QCAInputError
+
+    rows = read_truth(root)
+    t0 = time.perf_counter()
+    found, missed = predicted_rows(predictor, rows, min_iou)
+    results, unmeasurable = [], 0
+    for r, m, _ in found:
+        try:
+            results.append(evaluate_predicted(r, m))
+        except QCAInputError:
+            unmeasurable += 1
+    ious = np.array([f[2] for f in found]) if found else np.zeros(0)
+    les = [r for r in rows if r.stenosis_pct is not None]
+    les_found = sum(1 for r, _, _ in found if r.stenosis_pct is not None)
+    print(f"\n== {size} px, PREDICTED masks ({predictor.info.model}, {predictor.info.checkpoint}): "
+          f"{len(found)}/{len(rows)} segments found (named right, IoU >= {min_iou:g}; {les_found}/{len(les)} lesion "
+          f"rows), IoU median {np.median(ious) if ious.size else float('nan'):.3f}; {unmeasurable} found but not "
+          f"measurable; {time.perf_counter() - t0:.0f} s")
+    if not results:
+        print("    nothing to measure: the model found none of the segments")
+        return {"found": len(found), "missed": missed, "unmeasurable": unmeasurable}
+    s = summarize(results)
+    print_table(s, "predicted masks, found rows: |measured - truth| (truth: the generator's CSV, 3D mm)")
+    print(f"    targets (on the found rows only): {_verdict(s)}")
+    return {"found": len(found), "missed": missed, "unmeasurable": unmeasurable,
+            "iou_median": float(np.median(ious)), "summary": s}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=24)
@@ -180,7 +251,17 @@ def main() -> int:
     ap.add_argument("--data", help="folder for the generated data sets (kept; reused when complete)")
     ap.add_argument("--json", help="write the summaries here")
     ap.add_argument("--phantoms", type=int, default=40, help="exact digital tubes for the width methods (0: skip)")
+    ap.add_argument("--checkpoint", help="a CASS run's checkpoint: also benchmark QCA on its predicted masks")
+    ap.add_argument("--config", help="that run's config (default: its config_resolved.yaml)")
+    ap.add_argument("--min-iou", type=float, default=0.1, help="--checkpoint: a segment is found when the "
+                    "instance named as it overlaps its mask at least this much (default 0.1)")
+    ap.add_argument("--device", default=None)
     args = ap.parse_args()
+    predictor = None
+    if args.checkpoint:
+        from sam3_angio.inference import Predictor
+
+        predictor = Predictor.from_checkpoint(args.checkpoint, config=args.config, device=args.device)
     tmp = None
     if args.data is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_qca_")
@@ -200,6 +281,8 @@ def main() -> int:
                              overwrite=True)
             print(f"  generated {root.name} in {time.perf_counter() - t:.0f} s")
         out[size] = bench_size(root, size, args.workers)
+        if predictor is not None:
+            out[f"{size}_predicted"] = bench_checkpoint(root, size, predictor, args.min_iou)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     if tmp is not None:

@@ -48,14 +48,17 @@ PIXEL_KEYS = ("dice", "iou", "cldice", "arcade_f1", "dice_f1")
 NAMING_KEYS = ("cass.naming_top1", "cass.naming_top1_matched", "cass.naming_match_rate", "cass.naming_n_segments")
 HEAD_KEYS = ("cass_head.top1_gt_regions", "cass_head.balanced_accuracy_gt_regions", "cass_head.n_segments")
 IMAGE_CASS_KEYS = ("cass.top1", "cass.balanced_accuracy")
+#: The regression head on the ground-truth regions that carry values (stenosis.yaml): mean |error|.
+QCA_HEAD_KEYS = ("qca_head.mae_stenosis_pct", "qca_head.mae_mld_mm", "qca_head.mae_reference_diameter_mm",
+                 "qca_head.n_regions")
 
 #: What the end of a run prints (metrics.json has everything).
 SUMMARY_KEYS = ("bbox.AP", "bbox.AP50", "segm.AP", "segm.AP50", "segm.AP75", "segm.AR100", "dice", "cldice",
                 "arcade_f1", "dice_f1", "cass.naming_top1", "cass.naming_match_rate",
-                "cass_head.top1_gt_regions", "cass.top1")
+                "cass_head.top1_gt_regions", "cass.top1", "qca_head.mae_stenosis_pct", "qca_head.mae_mld_mm")
 #: Headline scalars sent to TensorBoard at every validation (plus per-class AP and ignored counts).
 TENSORBOARD_KEYS = tuple(f"{t}.{s}" for t in ("bbox", "segm") for s in ("AP", "AP50", "AP75", "AR100")) + (
-    PIXEL_KEYS + NAMING_KEYS[:3] + HEAD_KEYS[:2] + IMAGE_CASS_KEYS)
+    PIXEL_KEYS + NAMING_KEYS[:3] + HEAD_KEYS[:2] + IMAGE_CASS_KEYS + QCA_HEAD_KEYS[:3])
 _TB_PER_CLASS_SUFFIXES = (".segm.AP", ".bbox.AP")
 
 
@@ -101,6 +104,12 @@ def format_summary(m: Mapping[str, Any], per_class: bool = True) -> str:
         lines.append(
             f"CASS head on the true regions top1 {_f(m['cass_head.top1_gt_regions'])}  balanced "
             f"{_f(m.get('cass_head.balanced_accuracy_gt_regions'))}  ({m.get('cass_head.n_segments')} segments)"
+        )
+    if m.get("qca_head.n_regions"):
+        lines.append(
+            f"regression head on the true regions: |error| stenosis {_f(m.get('qca_head.mae_stenosis_pct'))} %  "
+            f"MLD {_f(m.get('qca_head.mae_mld_mm'))} mm  reference {_f(m.get('qca_head.mae_reference_diameter_mm'))} mm"
+            f"  ({m['qca_head.n_regions']} measured regions)"
         )
     if m.get("cass.top1") is not None:
         lines.append(

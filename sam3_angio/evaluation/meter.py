@@ -5,7 +5,9 @@ end). Each batch's outputs go through ``sam3_angio.inference.predict_instances``
 ``tools/predict.py`` and ``tools/eval.py`` use - and the instances are kept in memory (gathered across
 ranks at the end); ``evaluate_predictions`` scores them with the code ``tools/eval.py`` runs, so the
 numbers cannot drift apart. The CASS head's names of the ground-truth regions give
-``cass_head.top1_gt_regions``. ``metrics.json``, ``metrics_history.jsonl`` and the predictions (for the
+``cass_head.top1_gt_regions``; a regression head's estimates on the ground-truth regions that carry
+measured values give ``qca_head.mae_stenosis_pct`` / ``mae_mld_mm`` / ``mae_reference_diameter_mm`` and
+``qca_head.n_regions``. ``metrics.json``, ``metrics_history.jsonl`` and the predictions (for the
 record: nothing reads them back) go to ``out_dir``.
 """
 
@@ -86,6 +88,7 @@ class AngioValMeter:
         self.head_true: List[int] = []
         self.head_pred: List[int] = []
         self.head_class_ids: Optional[List[int]] = None
+        self.qca_pairs: List[List[float]] = []  # [pred x3, target x3] in % and mm, a row per region
 
     @torch.no_grad()
     def update(self, find_stages, find_metadatas=None, model=None, batch=None, **kwargs) -> None:
@@ -104,23 +107,30 @@ class AngioValMeter:
             keep = targets >= 0
             self.head_true += [self.head_class_ids[i] for i in targets[keep].tolist()]
             self.head_pred += [self.head_class_ids[i] for i in pred[keep].tolist()]
+        head = getattr(model, "regression_head", None)
+        if "qca_pred" in last and head is not None:
+            pred = head.denormalise(last["qca_pred"].detach().float()).cpu()
+            target = head.denormalise(last["qca_targets"].detach().float()).cpu()
+            self.qca_pairs += torch.cat([pred, target], dim=1).tolist()
 
     def compute_synced(self) -> Dict[str, float]:
-        parts = _gather((self.instances, self.head_true, self.head_pred, self.head_class_ids))
+        parts = _gather((self.instances, self.head_true, self.head_pred, self.head_class_ids, self.qca_pairs))
         if not _is_main():
             return {}
         instances = [r for p in parts for r in p[0]]
         head_true = [t for p in parts for t in p[1]]
         head_pred = [t for p in parts for t in p[2]]
         head_ids = next((p[3] for p in parts if p[3]), None)
-        metrics = self.evaluate(instances, head_true, head_pred, head_ids)
+        qca_pairs = [t for p in parts for t in p[4]]
+        metrics = self.evaluate(instances, head_true, head_pred, head_ids, qca_pairs)
         return tensorboard_metrics(metrics, per_class=self.tb_per_class)
 
     def compute(self) -> Dict[str, float]:
         return self.compute_synced()
 
     def evaluate(self, instances: List[dict], head_true: Sequence[int] = (), head_pred: Sequence[int] = (),
-                 head_class_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                 head_class_ids: Optional[Sequence[int]] = None,
+                 qca_pairs: Sequence[Sequence[float]] = ()) -> Dict[str, Any]:
         """Score ``instances`` against the ground truth; write metrics.json, the history and predictions."""
         preds = load_predictions(instances, self.gt, allow_empty=True)
         result = evaluate_predictions(self.gt, preds, self.iou_types, score_thr=self.score_thr,
@@ -131,6 +141,8 @@ class AngioValMeter:
             metrics.update({"cass_head.top1_gt_regions": m["top1"],
                             "cass_head.balanced_accuracy_gt_regions": m["balanced_accuracy"],
                             "cass_head.n_segments": m["n_images"]})
+        if qca_pairs:
+            metrics.update(qca_head_metrics(qca_pairs))
         for w in metrics.get("warnings", []):
             log.warning("%s", w)
         os.makedirs(self.out_dir, exist_ok=True)
@@ -143,3 +155,17 @@ class AngioValMeter:
         self.last_metrics = metrics
         logging.info("Validation (metrics.json in %s):\n%s", self.out_dir, format_summary(metrics))
         return metrics
+
+
+def qca_head_metrics(pairs: Sequence[Sequence[float]]) -> Dict[str, Any]:
+    """Mean |estimate - measured| of each value over the regions that carry it (rows [pred x3, target
+    x3], NaN = not measured); ``qca_head.n_regions``: regions with a measured stenosis %."""
+    import math
+
+    out: Dict[str, Any] = {}
+    names = ("stenosis_pct", "mld_mm", "reference_diameter_mm")
+    for j, name in enumerate(names):
+        errs = [abs(r[j] - r[3 + j]) for r in pairs if math.isfinite(r[3 + j])]
+        out[f"qca_head.mae_{name}"] = sum(errs) / len(errs) if errs else None
+    out["qca_head.n_regions"] = sum(1 for r in pairs if math.isfinite(r[3]))
+    return out

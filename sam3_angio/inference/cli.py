@@ -3,7 +3,8 @@ study CSV), named coronary segments out (predictions.json, segments.csv, overlay
 
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
-        [--qca [--no-qca-figures]] [--click X,Y[:neg] ... --segment NAME] [overrides...]
+        [--qca [--no-qca-figures]] [--click X,Y[:neg] ... --segment NAME]
+        [--cass-checkpoint CKPT [--cass-config CONFIG]] [overrides...]
 
 ``--click`` / ``--segment`` (proofread, docs/training_modes.md): clicks in frame pixels on one segment;
 its instance is replaced by the corrected one (``"corrected": true`` in predictions.json) and the
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a click in frame pixels on the --segment to correct (repeatable); ':neg' marks a "
                    "negative click (not this segment). Needs a run trained with proofread mode")
     p.add_argument("--segment", help="the segment the clicks correct, by CASS name (e.g. 'mid LAD') or id")
+    p.add_argument("--cass-checkpoint", help="a phase 2 (CASS) run's checkpoint, when --checkpoint is a stenosis "
+                   "(phase 3) run: each stenosis gets the CASS segment it lies in (cass_segment, largest overlap "
+                   "with the segments that run predicts at or above --score-thr)")
+    p.add_argument("--cass-config", help="the CASS run's config (default: its config_resolved.yaml)")
     p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
                    "is kept until the new one is complete)")
@@ -111,9 +116,10 @@ def split_items(items: Sequence[str]) -> Tuple[List[str], List[str]]:
     return inputs, overrides
 
 
-def main(argv: Optional[List[str]] = None, predictor=None) -> int:
+def main(argv: Optional[List[str]] = None, predictor=None, cass_predictor=None) -> int:
     """Run the command; ``predictor``: an already built Predictor (notebooks, tests) instead of
-    ``--checkpoint``'s (the flag is still required and recorded)."""
+    ``--checkpoint``'s (the flag is still required and recorded); ``cass_predictor`` likewise for
+    ``--cass-checkpoint``."""
     parser = build_parser()
     args = parser.parse_intermixed_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     inputs, overrides = split_items(args.items)
@@ -123,7 +129,7 @@ def main(argv: Optional[List[str]] = None, predictor=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    return run_cli(lambda: run(args, inputs, overrides, predictor))
+    return run_cli(lambda: run(args, inputs, overrides, predictor, cass_predictor))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -209,7 +215,8 @@ def parse_clicks(args: argparse.Namespace) -> List[Tuple[float, float, bool]]:
     return clicks
 
 
-def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predictor=None) -> int:
+def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predictor=None,
+        cass_predictor=None) -> int:
     parse_angles(args.angles)  # bad values stop here, before any file is read or the model loads
     args.clicks = parse_clicks(args)
     try:
@@ -218,6 +225,8 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
         raise InputError(f"--frames: {e}") from None
     if args.no_qca_figures and not args.qca:
         raise InputError("--no-qca-figures needs --qca")
+    if args.cass_config and not args.cass_checkpoint:
+        raise InputError("--cass-config needs --cass-checkpoint")
     if not 0.0 <= args.score_thr <= 1.0:
         raise InputError(f"--score-thr {args.score_thr}: expected a score between 0 and 1")
     out = Path(args.out)
@@ -232,7 +241,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
     _check_free(out, sources, args.overwrite)
     progress = not args.quiet
 
-    state = {"predictor": predictor}
+    state = {"predictor": predictor, "cass": cass_predictor}
 
     def get_predictor():
         if state["predictor"] is None:
@@ -243,6 +252,15 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
                                           device=args.device, naming=args.naming)
             print(banner(p.info.model), flush=True)
             state["predictor"] = p
+        if args.cass_checkpoint and state["cass"] is None:
+            from sam3_angio.inference.predictor import Predictor
+
+            state["cass"] = Predictor.from_checkpoint(args.cass_checkpoint, config=args.cass_config,
+                                                      device=args.device)
+        if args.cass_checkpoint:
+            from sam3_angio.inference.attach import check_pair
+
+            check_pair(state["predictor"], state["cass"])
         return state["predictor"]
 
     given_naming = predictor.naming if predictor is not None else None
@@ -258,7 +276,8 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
                 if not frames:
                     raise InputError(f"input '{source.path}' holds no frame to predict")
                 for group in _groups(frames):
-                    written.append(predict_input(get_predictor(), group, out, args, progress))
+                    written.append(predict_input(get_predictor(), group, out, args, progress,
+                                                 cass_predictor=state["cass"] if args.cass_checkpoint else None))
                     n_frames += len(group)
             except UserError as e:
                 if written:
@@ -274,8 +293,9 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
 
 
 def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse.Namespace,
-                  progress: bool = False) -> Path:
-    """Predict the frames of one input and write its folder ``out/<input_id>`` (all or nothing)."""
+                  progress: bool = False, cass_predictor=None) -> Path:
+    """Predict the frames of one input and write its folder ``out/<input_id>`` (all or nothing).
+    ``cass_predictor`` (with a stenosis ``predictor``): each stenosis gets the CASS segment it lies in."""
     from sam3_angio.inference import outputs as O
     from sam3_angio.inference.overlay import write_gif
 
@@ -288,15 +308,27 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
     chunks = [list(range(i, min(len(frames), i + bs))) for i in range(0, len(frames), bs)]
     instances: List[List[dict]] = []
     for chunk in _progress(chunks, progress and len(frames) > 2 * bs, "batch", leave=False):
-        instances += predictor.predict([frames[i].image for i in chunk], [frames[i].view_angles for i in chunk],
-                                       [ids[i] for i in chunk])
+        images_, angles_, ids_ = [frames[i].image for i in chunk], [frames[i].view_angles for i in chunk], \
+            [ids[i] for i in chunk]
+        found = predictor.predict(images_, angles_, ids_)
+        if cass_predictor is not None:
+            from sam3_angio.inference.attach import attach_cass_segments
+
+            segments = cass_predictor.predict(images_, angles_, ids_)
+            found = [attach_cass_segments(st, sg, args.score_thr) for st, sg in zip(found, segments)]
+        instances += found
     clicks = getattr(args, "clicks", None) or []
     if clicks:
         instances = [correct_segment(predictor, f, insts, clicks, args.segment, image_id)
                      for f, insts, image_id in zip(frames, instances, ids)]
     info = predictor.info.to_dict()
+    if cass_predictor is not None:
+        cass_info = cass_predictor.info.to_dict()
+        cass_info.pop("categories", None)
+        info["cass_model"] = cass_info
     settings = {"frames": args.frames, "angles": args.angles, "mm_per_pixel": args.mm_per_pixel,
-                "naming": predictor.naming, "score_thr": args.score_thr, "qca": bool(args.qca)}
+                "naming": predictor.naming, "score_thr": args.score_thr, "qca": bool(args.qca),
+                "cass_checkpoint": args.cass_checkpoint}
     if clicks:
         settings.update({"segment": args.segment, "clicks": [{"x": x, "y": y, "positive": p} for x, y, p in clicks]})
     notes = []

@@ -71,7 +71,9 @@ class Segment:
 
     @property
     def label(self) -> str:
-        return f"{self.instance['cass_name']} {self.instance['score']:.2f}"
+        where = self.instance.get("cass_segment_name")  # a stenosis placed on a segment (--cass-checkpoint)
+        name = f"{self.instance['cass_name']} ({where})" if where else self.instance["cass_name"]
+        return f"{name} {self.instance['score']:.2f}"
 
 
 def measure(instances: Sequence[dict], score_thr: float) -> List[Segment]:
@@ -124,7 +126,8 @@ def qca_items(frame: InputFrame, segments: Sequence[Segment], first_annotation_i
     for seg in segments:
         inst = seg.instance
         ann_id = first_annotation_id + index[id(inst)]
-        cid, cname = cass_of(inst.get("cass_name"))  # "mid LAD" -> 13; "stenosis" -> None
+        # a named segment ("mid LAD" -> 13), or a stenosis placed on one (--cass-checkpoint); else None
+        cid, cname = cass_of(inst.get("cass_name"), inst.get("cass_segment"))
         items.append(MaskItem(
             source=f"{frame.input_id}/{file_name(frame)}#annotation={ann_id}", mask=seg.mask,
             mm_per_pixel=frame.mm_per_pixel, image=frame.image,

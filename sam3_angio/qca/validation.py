@@ -46,6 +46,9 @@ class TruthRow:
     diameters_px: np.ndarray  # (M,) projected lumen diameter, lesion included
     lesion_index: Optional[int] = None  # sample k of the lesion centre
     lesion_length_mm: Optional[float] = None  # 3D length of the cosine narrowing
+    cine_path: Optional[Path] = None  # the frame the mask belongs to (bench_qca.py --checkpoint predicts it)
+    frame_index: int = 0
+    view_angles: Optional[Dict[str, float]] = None  # {primary, secondary} degrees
 
     @property
     def extent(self) -> Optional[Tuple[int, int]]:
@@ -136,6 +139,8 @@ def read_truth(root: PathLike) -> List[TruthRow]:
                 mld_mm=num("mld_mm"), reference_diameter_mm=num("reference_diameter_mm"),
                 centerline=np.asarray(c["centerline"], np.float64),
                 diameters_px=np.asarray(c["diameters_px"], np.float64),
+                cine_path=root / r["cine_path"] if r.get("cine_path") else None,
+                frame_index=int(r.get("frame_index") or 0), view_angles=c.get("view_angles"),
             )
             st = c.get("stenosis")
             if st:
@@ -180,6 +185,30 @@ def evaluate_row_many(row: TruthRow, params_list: List[Optional[QCAParams]],
         res.carved = carved
         out.append(res)
     return out
+
+
+def read_row_mask(row: TruthRow) -> np.ndarray:
+    """The row's ground-truth segment mask (H, W) bool."""
+    with Image.open(row.mask_path) as im:
+        return np.asarray(im) > 0
+
+
+def evaluate_predicted(row: TruthRow, mask: np.ndarray, params: Optional[QCAParams] = None,
+                       use_ostium: bool = True) -> RowResult:
+    """QCA of a *predicted* mask of the row's segment (same frame, same size) compared with the row's
+    truth; ``carved`` is the ground-truth mask's (a property of the view). Raises QCAInputError when the
+    mask cannot be measured."""
+    gt = read_row_mask(row)
+    if mask.shape != gt.shape:
+        raise ValueError(f"{row.tag}: predicted mask {mask.shape} differs from the frame {gt.shape}")
+    c = carving(row, gt)
+    if row.extent is not None:
+        a, b = row.extent
+        c = c[a: b + 1]
+    ost = tuple(row.centerline[0]) if use_ostium else None
+    res = _compare(row, measure_mask(mask, row.mm_per_pixel, ostium=ost, source=row.tag, params=params))
+    res.carved = bool(c.size and c.max() > CARVED)
+    return res
 
 
 def _compare(row: TruthRow, q: SegmentQCA) -> RowResult:

@@ -122,3 +122,8 @@ def test_phase3_trains_through_tools_train_and_logs_each_term(tiny_data_root, tm
         assert math.isfinite(stats[-1][f"Losses/train_all_{name}"]), name
     ckpt = torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("regression_head.") for k in ckpt["model"])
+    # validation scores the head on the measured val regions (one of the two tiny val stenoses)
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert metrics["qca_head.n_regions"] == 1
+    for key in ("qca_head.mae_stenosis_pct", "qca_head.mae_mld_mm", "qca_head.mae_reference_diameter_mm"):
+        assert math.isfinite(metrics[key]) and metrics[key] >= 0, key

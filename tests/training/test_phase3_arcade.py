@@ -79,3 +79,4 @@ def test_phase3_trains_on_arcade_and_reports_arcade_f1_and_coco_ap(arcade_stenos
     assert stats and all(math.isfinite(s["Losses/train_all_loss"]) for s in stats)
     for name in ("loss_stenosis_pct", "loss_mld", "loss_reference_diameter"):  # nothing measured in ARCADE
         assert stats[-1][f"Losses/train_all_{name}"] == 0.0, name
+    assert metrics["qca_head.n_regions"] == 0 and metrics["qca_head.mae_stenosis_pct"] is None
