@@ -50,7 +50,10 @@ def quiet_console() -> None:
     """SAM3's console handlers (stdout/stderr) show warnings and errors only; the log file keeps all."""
     if verbose():
         return
-    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))):
+    # submitit's own lines (job start, "Requeued job ...") stay: they go to the job's log files on a
+    # cluster and are what a user reads there.
+    names = [n for n in list(logging.root.manager.loggerDict) if not n.startswith("submitit")]
+    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in names)):
         for h in getattr(logger, "handlers", []):
             if type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr):
                 h.setLevel(max(h.level, logging.WARNING))

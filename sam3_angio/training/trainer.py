@@ -328,7 +328,8 @@ class AngioTrainer(Trainer):
             return
         value, key = values[0], f"angio_best/{self.best_metric}"
         old = self.best_meter_values.get(key)
-        if old is not None and (value <= old if self.best_mode == "max" else value >= old):
+        # A tie goes to the later epoch (more training at the same score: e.g. segm AP still 0 early on).
+        if old is not None and (value < old if self.best_mode == "max" else value > old):
             return
         self.best_meter_values[key] = value
         self.best_meter_values["angio_best/epoch"] = int(self.epoch)
@@ -365,7 +366,9 @@ class AngioTrainer(Trainer):
             name = k.rsplit("/", 1)[-1].removeprefix("train_all_")
             if value != 0.0:
                 self._ever_nonzero.add(name)
-            if name in self._ever_nonzero and not name.endswith(("_acc", "_f1", "acc_o2m", "f1_o2m")):
+            # One-to-one terms only: the one-to-many ones (~80 % of the total) rise as boxes improve and
+            # make the line unreadable (docs/learning.md); every term is in logs/log.txt and TensorBoard.
+            if name in self._ever_nonzero and not name.endswith(("_acc", "_f1", "_o2m")):
                 terms[name] = value
         core = terms.pop("core_loss", None)
         shown = "  ".join(f"{k} {v:.3g}" for k, v in terms.items())
@@ -377,7 +380,7 @@ class AngioTrainer(Trainer):
         from sam3_angio.training.console import say
 
         picked = []
-        for name in ("segm.AP", "bbox.AP", "segm.AP50", "cass.naming_top1"):
+        for name in ("segm.AP", "bbox.AP", "segm.AP50", "dice", "cldice", "cass.naming_top1"):
             vals = [v for k, v in out.items() if k.endswith("/" + name) and isinstance(v, (int, float))]
             if vals:
                 picked.append(f"{name} {float(vals[0]):.4f}")
@@ -404,6 +407,10 @@ def save_on_signal() -> bool:
     """Save the running trainer's progress now (SLURM's requeue signal); False when none runs here."""
     trainer = _ACTIVE
     if trainer is None or getattr(trainer, "optim", None) is None or trainer.mode == "val":
+        return False
+    if trainer._batches_done == 0:
+        # Between epochs (validation, or before the first batch): the epoch-end checkpoint.pt is the
+        # latest state; saving now would record the finished epoch's number with 0 batches and rewind it.
         return False
     try:
         trainer.save_progress()

@@ -81,7 +81,7 @@ def test_predictions_json_has_the_documented_header_images_and_named_instances(p
     assert info["model"]["checkpoint"] == str(trained_cass_run / "checkpoints" / "checkpoint.pt")
     assert info["model"]["config"].endswith("config_resolved.yaml") and info["model"]["naming"] == "fused"
     assert info["settings"] == {"frames": "all", "angles": None, "mm_per_pixel": None, "naming": "fused",
-                                "score_thr": 0.0}
+                                "score_thr": 0.0, "qca": False, "cass_checkpoint": None}
     assert [c["id"] for c in doc["categories"]] == [1, 2, 12, 13]
     assert [im["frame_index"] for im in doc["images"]] == [0, 1] and [im["id"] for im in doc["images"]] == [1, 2]
     im = doc["images"][0]

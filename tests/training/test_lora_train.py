@@ -65,7 +65,7 @@ def test_two_gloo_ranks_with_lora_stay_in_sync(tiny_data_root, tmp_path):
 
     common = [
         "scratch.train_transforms=${scratch.val_transforms}",
-        "+scratch.angio_loss.scale_by_find_batch_size=false",
+        "scratch.angio_loss.scale_by_find_batch_size=false",
         "profiles.sam3_tiny.limit_train_images=null",
         "trainer.data.train.shuffle=false",
         *LORA,
