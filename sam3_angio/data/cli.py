@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable, List, Optional
 
 from sam3_angio.errors import run_cli
