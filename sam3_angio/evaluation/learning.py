@@ -41,9 +41,12 @@ def read_history(experiment_dir: str) -> List[Dict[str, float]]:
 
 def plot_learning_curve(history: Sequence[Mapping], path: str, title: str = "",
                         baseline: Optional[Mapping[str, float]] = None, baseline_name: str = "Frangi",
-                        start: Optional[Mapping[str, float]] = None) -> str:
+                        start: Optional[Mapping[str, float]] = None, phase_break: Optional[float] = None,
+                        phase_labels: Sequence[str] = ("phase 1", "phase 2")) -> str:
     """Dice, clDice and segm AP against training steps; ``baseline`` (e.g. Frangi's dice/cldice) as
-    dashed lines, ``start`` (the untrained model's metrics) as points at step 0."""
+    dashed lines, ``start`` (the untrained model's metrics) as points at step 0. ``phase_break``: the step
+    where a second phase (another task, other queries) starts; its points are drawn apart (hollow, not
+    joined to the first phase's) behind a dotted line, since its scores measure something else."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,12 +58,21 @@ def plot_learning_curve(history: Sequence[Mapping], path: str, title: str = "",
         pts = [(r["steps"], r[key]) for r in history if r.get(key) is not None and r.get("steps") is not None]
         if start and start.get(key) is not None:
             pts = [(0, float(start[key]))] + pts
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, "o-", color=colours[key], label=f"model {label}")
+        first = [p for p in pts if phase_break is None or p[0] <= phase_break]
+        second = [p for p in pts if phase_break is not None and p[0] > phase_break]
+        if first:
+            xs, ys = zip(*first)
+            ax.plot(xs, ys, "o-", color=colours[key],
+                    label=f"{phase_labels[0] if phase_break is not None else 'model'} {label}")
+        if second:
+            xs, ys = zip(*second)
+            ax.plot(xs, ys, "o--", color=colours[key], mfc="white", label=f"{phase_labels[1]} {label}")
         if baseline and baseline.get(key) is not None:
             ax.axhline(float(baseline[key]), color=colours[key], ls="--", lw=1,
                        label=f"{baseline_name} {label} ({float(baseline[key]):.3f})")
+    if phase_break is not None:
+        ax.axvline(float(phase_break), color="0.4", ls=":", lw=1)
+        ax.text(float(phase_break), 0.97, f" {phase_labels[1]} starts", fontsize=7, va="top", color="0.3")
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation score")
     ax.set_ylim(0, 1)

@@ -96,19 +96,29 @@ def write_figures(cfg: DictConfig, start: Optional[Dict[str, float]] = None,
     exp = cfg.paths.experiment_dir
     out = {}
     history = read_history(exp)
+    offset = None
     if before:
         first = read_history(before)
         offset = max([r["steps"] or 0 for r in first] or [0])
         history = first + [{**r, "steps": (r["steps"] or 0) + offset} for r in history]
-    out["curve"] = plot_learning_curve(history, os.path.join(exp, CURVE_PNG), start=start,
+    out["curve"] = plot_learning_curve(history, os.path.join(exp, CURVE_PNG), start=start, phase_break=offset,
+                                       phase_labels=("phase 1 (whole tree)", "phase 2 (CASS)"),
                                        title=f"{OmegaConf.select(cfg, 'experiment_name')} ({cfg.model.resolved}): "
                                              + ("phase 1, then phase 2 from it" if before else "validation"))
-    preds = os.path.join(exp, "predictions", "predictions.json")
-    if os.path.isfile(preds):
+    # The overlay shows what was learnt: phase 1's last validation (whole tree) when this run followed
+    # one - phase 2's few demo steps rarely reach the score threshold yet - else this run's.
+    if before:
+        split = os.path.join(cfg.paths.data_root, "coco_vessel", "val")
+        source = (os.path.join(before, "predictions", "predictions.json"), os.path.join(split, "annotations.json"),
+                  os.path.join(split, "images"), "phase 1 (whole tree), last validation")
+    else:
+        source = (os.path.join(exp, "predictions", "predictions.json"), cfg.data.val_json, cfg.data.val_images,
+                  "last validation")
+    preds, gt_json, images, title = source
+    if os.path.isfile(preds) and os.path.isfile(gt_json):
         with open(preds) as f:
             instances = json.load(f)
-        out["overlay"] = plot_overlays(cfg.data.val_json, cfg.data.val_images, instances,
-                                       os.path.join(exp, OVERLAY_PNG), title="last validation")
+        out["overlay"] = plot_overlays(gt_json, images, instances, os.path.join(exp, OVERLAY_PNG), title=title)
     return out
 
 
