@@ -115,7 +115,9 @@ def test_default_demo_generates_data_on_first_use(tmp_path):
     # The README's main command, from a fresh folder, made smaller: data are generated, converted and
     # trained on; a second start reuses them.
     cfg = str(ROOT / "configs" / "angiography" / "cass.yaml")
-    small = ["data.demo.n_patients=6", "trainer.max_epochs=1", "profiles.sam3_tiny.limit_train_images=4"]
+    # (phase 1 first is tested in test_showcase.py; here the data path only)
+    small = ["data.demo.n_patients=6", "trainer.max_epochs=1", "profiles.sam3_tiny.limit_train_images=4",
+             "profiles.sam3_tiny.phase1_first=false"]
     first = run_train(["-c", cfg, *small], cwd=tmp_path, check=True)
     assert "generating" in first.stdout
     assert (tmp_path / "data" / "synthetic_demo" / "coco_cass" / "train" / "annotations.json").is_file()
