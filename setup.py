@@ -30,11 +30,12 @@ INSTALL_REQUIRES = [
     "pydicom>=3.0",
     "imageio>=2.31",
     "matplotlib>=3.7",
+    # LoRA fine-tuning (model.lora, sam3_angio/model/lora.py) and its tests
+    "peft>=0.11",
 ]
 
 EXTRAS = {
     "dev": ["pytest>=8", "pytest-timeout>=2.3"],
-    "peft": ["peft>=0.11"],
 }
 
 setup(
