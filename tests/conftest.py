@@ -52,6 +52,52 @@ def run_train(args: List[str], cwd: Optional[Path] = None, timeout: int = 600, e
     return proc
 
 
+
+def kill_train_after(args: List[str], path: Path, timeout: float = 400, after: float = 0.0) -> None:
+    """Start ``python tools/train.py ARGS``, wait until ``path`` (a checkpoint) exists, wait ``after``
+    seconds more, then kill -9 the whole process group: a crash, not a polite stop."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and not path.exists():
+            assert proc.poll() is None, f"training ended before writing {path.name}"
+            time.sleep(0.1)
+        assert path.exists(), f"no {path.name} after {timeout} s"
+        time.sleep(after)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def one_and_two_rank_runs(data_root: Path, tmp_path: Path, extra: List[str] = ()):
+    """The same global batch of 2 on 1 rank and on 2 CPU ranks (no augmentation, no shuffling, loss not
+    scaled by the per-rank batch); returns ``(one, two)`` run folders with per-rank loss traces."""
+    common = [
+        "scratch.train_transforms=${scratch.val_transforms}",
+        "scratch.angio_loss.scale_by_find_batch_size=false",
+        "profiles.sam3_tiny.limit_train_images=null",
+        "trainer.data.train.shuffle=false",
+        *extra,
+    ]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_train(["-c", "vessel_segmentation", *small_run_overrides(data_root, one, epochs=1), *common,
+               "scratch.train_batch_size=2", f"scratch.loss_trace_dir={one / 'trace'}"], check=True)
+    run_train(["-c", "vessel_segmentation", "--num-gpus", "2", *small_run_overrides(data_root, two, epochs=1),
+               *common, "scratch.train_batch_size=1", f"scratch.loss_trace_dir={two / 'trace'}"], check=True)
+    return one, two
+
+
+def loss_trace(folder: Path, rank: int) -> List[dict]:
+    """The per-step losses a run wrote with ``scratch.loss_trace_dir=folder`` on ``rank``."""
+    import json
+
+    return [json.loads(ln) for ln in (folder / f"loss_trace_rank{rank}.jsonl").read_text().splitlines()]
+
+
 def small_run_overrides(data_root: Path, exp_dir: Path, epochs: int = 2) -> List[str]:
     return [
         f"paths.data_root={data_root}",

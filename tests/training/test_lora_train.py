@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import run_train, small_run_overrides
+from conftest import loss_trace, one_and_two_rank_runs, run_train, small_run_overrides
 
 LORA = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"]
 
@@ -59,27 +59,10 @@ def test_two_gloo_ranks_with_lora_stay_in_sync(tiny_data_root, tmp_path):
     plain SAM3 of phase 1 follow the 1-rank trajectory on the same global batch (see
     test_multirank.py for why they must): rank 1's second-step loss only matches if its adapters
     received the same averaged update as rank 0's; the saved adapters match the 1-rank ones."""
-    import json
-
     import pytest
 
-    common = [
-        "scratch.train_transforms=${scratch.val_transforms}",
-        "scratch.angio_loss.scale_by_find_batch_size=false",
-        "profiles.sam3_tiny.limit_train_images=null",
-        "trainer.data.train.shuffle=false",
-        *LORA,
-    ]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_train(["-c", "vessel_segmentation", *small_run_overrides(tiny_data_root, one, epochs=1), *common,
-               "scratch.train_batch_size=2", f"scratch.loss_trace_dir={one / 'trace'}"], check=True)
-    run_train(["-c", "vessel_segmentation", "--num-gpus", "2", *small_run_overrides(tiny_data_root, two, epochs=1),
-               *common, "scratch.train_batch_size=1", f"scratch.loss_trace_dir={two / 'trace'}"], check=True)
-
-    def trace(folder, rank):
-        return [json.loads(ln) for ln in (folder / f"loss_trace_rank{rank}.jsonl").read_text().splitlines()]
-
-    ref, r0, r1 = trace(one / "trace", 0), trace(two / "trace", 0), trace(two / "trace", 1)
+    one, two = one_and_two_rank_runs(tiny_data_root, tmp_path, LORA)
+    ref, r0, r1 = loss_trace(one / "trace", 0), loss_trace(two / "trace", 0), loss_trace(two / "trace", 1)
     assert len(ref) == len(r0) == len(r1) == 2
     for step, tol in ((0, 1e-4), (1, 1e-3)):
         mean = (r0[step]["core_loss"] + r1[step]["core_loss"]) / 2

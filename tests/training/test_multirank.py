@@ -9,32 +9,17 @@ Tolerance: 1e-4 relative on the first step, 1e-3 on the second (float reductions
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
-from conftest import run_train, small_run_overrides
-
-
-def _trace(folder, rank):
-    return [json.loads(ln) for ln in (folder / f"loss_trace_rank{rank}.jsonl").read_text().splitlines()]
+from conftest import loss_trace, one_and_two_rank_runs
 
 
 def test_two_cpu_ranks_match_one_rank_on_the_same_global_batch(tiny_data_root, tmp_path):
-    common = [
-        "scratch.train_transforms=${scratch.val_transforms}",  # no random augmentation
-        "scratch.angio_loss.scale_by_find_batch_size=false",
-        "profiles.sam3_tiny.limit_train_images=null",
-        "trainer.data.train.shuffle=false",
-    ]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_train(["-c", "vessel_segmentation", *small_run_overrides(tiny_data_root, one, epochs=1), *common,
-               "scratch.train_batch_size=2", f"scratch.loss_trace_dir={one / 'trace'}"], check=True)
-    run_train(["-c", "vessel_segmentation", "--num-gpus", "2", *small_run_overrides(tiny_data_root, two, epochs=1),
-               *common, "scratch.train_batch_size=1", f"scratch.loss_trace_dir={two / 'trace'}"], check=True)
-    ref = _trace(one / "trace", 0)
-    r0, r1 = _trace(two / "trace", 0), _trace(two / "trace", 1)
+    one, two = one_and_two_rank_runs(tiny_data_root, tmp_path)
+    ref = loss_trace(one / "trace", 0)
+    r0, r1 = loss_trace(two / "trace", 0), loss_trace(two / "trace", 1)
     assert len(ref) == len(r0) == len(r1) == 2  # 4 frames: 2 steps either way
     for step, tol in ((0, 1e-4), (1, 1e-3)):
         mean = (r0[step]["core_loss"] + r1[step]["core_loss"]) / 2

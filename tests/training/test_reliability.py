@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_train, small_run_overrides
+from conftest import kill_train_after, run_train, small_run_overrides
 
 CASS = "configs/angiography/cass.yaml"
 VESSEL = "configs/angiography/vessel_segmentation.yaml"
@@ -277,33 +277,15 @@ def test_consecutive_nan_steps_stop_with_a_clear_error_and_no_checkpoint(tiny_da
 
 
 def test_kill9_mid_epoch_loses_at_most_save_every_steps(tiny_data_root, tmp_path):
-    import os
     import re
-    import signal
-    import subprocess
-    import sys
-    import time
 
     import torch
-
-    from conftest import ROOT
 
     exp, every = tmp_path / "exp", 2
     args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=1",
             f"trainer.checkpoint.save_every_steps={every}", "trainer.best_checkpoint.metric=null"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_path = exp / "checkpoints" / "checkpoint.pt"
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline and not ckpt_path.exists():
-            assert proc.poll() is None, "training ended before its first mid-epoch checkpoint"
-            time.sleep(0.1)
-        assert ckpt_path.exists()
-        time.sleep(1.0)  # well into the next step
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_train_after(args, ckpt_path, timeout=400, after=1.0)  # killed well into the next step
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["angio_progress"]["batches_done"] == every
     shown = [int(m) for m in re.findall(r"Train Epoch: \[0\]\[\s*(\d+)/", (exp / "logs" / "log.txt").read_text())]

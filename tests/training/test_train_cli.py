@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from conftest import ROOT, run_train, small_run_overrides
+from conftest import ROOT, kill_train_after, run_train, small_run_overrides
 
 
 @pytest.mark.parametrize("config", ["configs/angiography/vessel_segmentation.yaml", "configs/angiography/cass.yaml",
@@ -38,18 +33,8 @@ def test_train_writes_checkpoint_and_finite_coco_metrics(config, tiny_data_root,
 def test_interrupted_run_resumes_at_epoch_1(tiny_data_root, tmp_path):
     exp = tmp_path / "exp"
     args = ["-c", "configs/angiography/vessel_segmentation.yaml", *small_run_overrides(tiny_data_root, exp, epochs=2)]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_path = exp / "checkpoints" / "checkpoint.pt"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and not ckpt_path.exists():
-            assert proc.poll() is None, "training ended before writing its first checkpoint"
-            time.sleep(0.2)
-        assert ckpt_path.exists(), "no checkpoint after 300 s"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # a crash, not a polite stop
-        proc.wait()
+    kill_train_after(args, ckpt_path, timeout=300)  # kill -9: a crash, not a polite stop
     first = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert first["epoch"] == 1
 
