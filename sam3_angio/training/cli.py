@@ -187,7 +187,7 @@ def _main(args: argparse.Namespace) -> int:
         metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
         figures = {}
         try:
-            figures = showcase.write_figures(cfg, untrained, before=p1.paths.experiment_dir if p1 else None)
+            figures = showcase.write_figures(cfg, untrained, phase1=p1)
         except Exception as e:  # a finished training is not lost to a plotting problem
             print(f"WARNING: could not draw the learning curve / overlay: {e}")
         print_summary(metrics, cfg, time.time() - start)

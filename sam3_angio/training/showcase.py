@@ -87,16 +87,18 @@ def run_phase1(cfg: DictConfig, p1: DictConfig) -> Optional[Dict[str, float]]:
 
 
 def write_figures(cfg: DictConfig, start: Optional[Dict[str, float]] = None,
-                  before: Optional[str] = None) -> Dict[str, str]:
+                  phase1: Optional[DictConfig] = None) -> Dict[str, str]:
     """``learning_curve.png`` (validation metrics against steps, the untrained start at step 0; with
-    ``before``, the phase 1 run folder, its points first and this run's steps counted after them) and
-    ``val_overlay.png`` (the last validation's predictions on the first validation frames)."""
+    ``phase1``, the config of the phase 1 run this one followed, its points first and this run's steps
+    counted after them) and ``val_overlay.png`` (the last validation's predictions on the first
+    validation frames: phase 1's when given, since phase 2's few demo steps rarely reach the threshold)."""
     from sam3_angio.evaluation.learning import plot_learning_curve, plot_overlays, read_history
 
     exp = cfg.paths.experiment_dir
     out = {}
     history = read_history(exp)
     offset = None
+    before = phase1.paths.experiment_dir if phase1 is not None else None
     if before:
         first = read_history(before)
         offset = max([r["steps"] or 0 for r in first] or [0])
@@ -105,12 +107,9 @@ def write_figures(cfg: DictConfig, start: Optional[Dict[str, float]] = None,
                                        phase_labels=("phase 1 (whole tree)", "phase 2 (CASS)"),
                                        title=f"{OmegaConf.select(cfg, 'experiment_name')} ({cfg.model.resolved}): "
                                              + ("phase 1, then phase 2 from it" if before else "validation"))
-    # The overlay shows what was learnt: phase 1's last validation (whole tree) when this run followed
-    # one - phase 2's few demo steps rarely reach the score threshold yet - else this run's.
-    if before:
-        split = os.path.join(cfg.paths.data_root, "coco_vessel", "val")
-        source = (os.path.join(before, "predictions", "predictions.json"), os.path.join(split, "annotations.json"),
-                  os.path.join(split, "images"), "phase 1 (whole tree), last validation")
+    if phase1 is not None:
+        source = (os.path.join(before, "predictions", "predictions.json"), phase1.data.val_json,
+                  phase1.data.val_images, "phase 1 (whole tree), last validation")
     else:
         source = (os.path.join(exp, "predictions", "predictions.json"), cfg.data.val_json, cfg.data.val_images,
                   "last validation")
