@@ -21,10 +21,10 @@ def _files(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_same_seed_writes_identical_bytes_and_another_seed_does_not(tmp_path):
+def test_same_seed_writes_identical_bytes_on_any_number_of_workers_and_another_seed_does_not(tmp_path):
     kw = dict(n_patients=2, frames=3, size=64, pseudo_label_size=48, progress=False)
     a = _files(generate_dataset(tmp_path / "a", seed=5, **kw).parent)
-    b = _files(generate_dataset(tmp_path / "b", seed=5, **kw).parent)
+    b = _files(generate_dataset(tmp_path / "b", seed=5, workers=2, **kw).parent)  # two processes, same bytes
     c = _files(generate_dataset(tmp_path / "c", seed=6, **kw).parent)
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
     assert len(a) > 10 and "angio.csv" in a
