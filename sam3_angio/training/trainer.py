@@ -45,8 +45,19 @@ def log_harmless_env() -> None:
     logging.info("environment (allow-listed; others are not logged): %s", shown)
 
 
-# SAM3's Trainer.__init__ calls the name it imported; replacing it there is the narrowest fix.
+def setup_logging_quietly(*args, **kwargs) -> None:
+    """SAM3's ``setup_logging``, then its console handlers quieted before the first INFO line (the
+    machine seed) reaches the console; the log file keeps everything."""
+    from sam3_angio.training.console import quiet_console
+
+    _sam3_setup_logging(*args, **kwargs)
+    quiet_console()
+
+
+# SAM3's Trainer.__init__ calls the names it imported; replacing them there is the narrowest fix.
+_sam3_setup_logging = sam3_trainer.setup_logging
 sam3_trainer.log_env_variables = log_harmless_env
+sam3_trainer.setup_logging = setup_logging_quietly
 
 
 class AngioTrainer(Trainer):

@@ -256,12 +256,12 @@ def test_nan_step_is_skipped_and_named_and_run_finishes_finite_with_a_readable_c
     # The console: what a user needs; SAM3's module tree, meters and third-party warnings in log.txt only.
     console = proc.stdout + proc.stderr
     for noise in ("torch.jit.script` is deprecated", "Disabling autocast", "TIDE not installed", "Raw dataset length",
-                  "Grad strides", "Mem (GB)", "Matches for"):
+                  "Grad strides", "Mem (GB)", "Matches for", "MACHINE SEED"):
         assert noise not in console, noise
     assert "epoch 0 step 2/2  loss" in proc.stdout and "validation after epoch 0: segm.AP" in proc.stdout
     assert "data (vessel): train 4 frames" in proc.stdout and "best (segm.AP)" in proc.stdout
     assert len(console.splitlines()) < 40, console
-    assert "Raw dataset length" in log and "Train Epoch" in log
+    assert "Raw dataset length" in log and "Train Epoch" in log and "MACHINE SEED" in log
 
 
 def test_consecutive_nan_steps_stop_with_a_clear_error_and_no_checkpoint(tiny_data_root, tmp_path):
