@@ -13,8 +13,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Tests share 2 cores with nothing else: one torch thread each keeps subprocess runs predictable.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+def _threads_per_worker() -> str:
+    """The cores this run may use, split between pytest-xdist's workers (``-n N``): every test process and
+    the training/predict subprocesses it starts use that many torch threads, so N workers never
+    oversubscribe the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return str(max(1, cores // max(1, workers)))
+
+
+os.environ.setdefault("OMP_NUM_THREADS", _threads_per_worker())
+
+# Tests that share one resource run on one xdist worker, one after the other: the one-node SLURM cluster.
+SERIAL_GROUPS = {"slurm": ("test_slurm_cluster.py", "test_slurm_train.py", "test_slurm_launcher.py")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``-n N --dist loadgroup`` (the README's test command) a test file runs on one worker, so its
+    module fixtures are built once; the files of a :data:`SERIAL_GROUPS` group share one worker."""
+    by_file = {f: g for g, files in SERIAL_GROUPS.items() for f in files}
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(by_file.get(name, str(item.path.relative_to(ROOT)))))
 
 
 @pytest.fixture(scope="session")
