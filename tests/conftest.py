@@ -30,7 +30,7 @@ SERIAL_GROUPS = {"slurm": ("test_slurm_cluster.py", "test_slurm_train.py", "test
 
 
 def pytest_collection_modifyitems(config, items):
-    """With ``-n N --dist loadgroup`` (the README's test command) a test file runs on one worker, so its
+    """With ``-n N --dist loadgroup`` (optional; the README's command is serial) a test file runs on one worker, so its
     module fixtures are built once; the files of a :data:`SERIAL_GROUPS` group share one worker."""
     by_file = {f: g for g, files in SERIAL_GROUPS.items() for f in files}
     for item in items:

@@ -17,6 +17,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -380,7 +381,7 @@ def _workers(workers: Optional[int], n_patients: int) -> int:
         workers = int(os.environ.get("SAM3_ANGIO_GEN_WORKERS", "0")) or min(os.cpu_count() or 1, 8)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    return max(1, min(workers, n_patients))
+    return min(workers, n_patients)
 
 
 def _patients(cfg: SyntheticConfig, out: Path, splits: Dict[int, str], workers: int) -> Iterator[Tuple[List[dict], int]]:
@@ -392,8 +393,7 @@ def _patients(cfg: SyntheticConfig, out: Path, splits: Dict[int, str], workers: 
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield from pool.map(generate_patient, indices, [cfg] * cfg.n_patients, [out] * cfg.n_patients,
-                            [splits[i] for i in indices])
+        yield from pool.map(generate_patient, indices, repeat(cfg), repeat(out), [splits[i] for i in indices])
 
 
 def generate_dataset(
@@ -414,8 +414,8 @@ def generate_dataset(
     the folder appears complete or not at all) and return the CSV's path (``out_dir/angio.csv``).
 
     ``workers`` processes render patients side by side (default: one a CPU core, at most 8, or
-    ``$SAM3_ANGIO_GEN_WORKERS``; 1 = in this process, the default below 4 patients). Every patient draws from its own seeded generator, so the files are the same bytes whatever
-    the number of workers."""
+    ``$SAM3_ANGIO_GEN_WORKERS``; 1 = in this process, the default below 4 patients). Every patient
+    draws from its own seeded generator, so the files are the same bytes whatever the number of workers."""
     cfg = SyntheticConfig(n_patients, seed, frames, size, pseudo_label_size, val_fraction, cine_dtype, label)
     cfg.check()
     out_dir = Path(out_dir)
