@@ -8,6 +8,17 @@ Data: synthetic angiograms (``ensure_demo_data``, CASS task), where a segment's 
 on the C-arm view.
 
     python bench/bench_view_conditioning.py [--patients 40] [--epochs 60] [--seed 0] [--data DIR] [--compare-global]
+
+``--end-to-end`` measures the whole phase 2 path instead: ``tools/train.py -c configs/angiography/cass.yaml``
+with a trainable backbone, with and without the angles (``model.view.conditioning``), same data, seed and
+budget, for each of ``--seeds``; it reports the end-to-end naming accuracy of predicted segments
+(``cass.naming_top1``), CASS AP (``segm.AP``) and the head-on-true-regions accuracy, mean and spread over the
+seeds, and the angle-sweep diagnostics of each conditioned model (``sam3_angio/evaluation/view_sweep.py``:
+how much the CASS probabilities and the masks move when only the angles change). ``--phase1 auto`` trains
+phase 1 once first and starts every phase 2 run from it (as the study does); ``--phase1 CKPT`` uses a
+checkpoint; ``--phase1 none`` starts from random weights.
+
+    python bench/bench_view_conditioning.py --end-to-end --seeds 0,1,2 --e2e-epochs 4 --out DIR
 """
 
 from __future__ import annotations
@@ -116,7 +127,20 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--compare-global", action="store_true",
                    help="also train the globally pooled head (the study's phase 2 design), with angles")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="train the whole phase 2 path through tools/train.py with and without angles, per seed")
+    p.add_argument("--seeds", default="0,1,2", help="--end-to-end: comma-separated seeds (at least 3 for a spread)")
+    p.add_argument("--e2e-epochs", type=int, default=4, help="--end-to-end: phase 2 epochs per run")
+    p.add_argument("--train-images", type=int, default=None,
+                   help="--end-to-end: train on the first N frames (default: all of the data set's train split)")
+    p.add_argument("--phase1", default="auto", help="--end-to-end: auto (train phase 1 once, shared) | CKPT | none")
+    p.add_argument("--phase1-epochs", type=int, default=6, help="--end-to-end, --phase1 auto: phase 1 epochs")
+    p.add_argument("--sweep-frames", type=int, default=4, help="--end-to-end: val frames of the angle sweep")
+    p.add_argument("--out", help="--end-to-end: output folder (runs, logs, view_conditioning_e2e.json); "
+                                 "default: a temporary folder")
     args = p.parse_args(argv)
+    if args.end_to_end:
+        return end_to_end(args)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     from sam3_angio.cass import DEFAULT_CLASS_IDS
     from sam3_angio.data.demo import ensure_demo_data
@@ -149,6 +173,139 @@ def main(argv=None) -> int:
         print(f"CASS top-1, global pooling + angles:  {glob[0]:.4f}  (balanced {glob[1]:.4f}): the whole frame "
               f"cannot say which segment is meant")
     print(f"CPU minutes: {cpu_min:.1f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- end to end
+
+E2E_KEYS = ("cass.naming_top1", "cass.naming_top1_matched", "cass.naming_match_rate", "segm.AP", "segm.AP50",
+            "bbox.AP50", "cass_head.top1_gt_regions")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def metric(metrics: dict, key: str):
+    """A metric from metrics.json, flat (``segm.AP``) or nested (``{"segm": {"AP": ...}}``)."""
+    if key in metrics:
+        return metrics[key]
+    node = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def train(config: str, overrides, log_path: str) -> None:
+    """One tools/train.py run; its console goes to ``log_path``; a failed run is an error naming the log."""
+    import subprocess
+
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", config, *overrides]
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if rc != 0:
+        with open(log_path) as f:
+            tail = "".join(f.readlines()[-15:])
+        raise SystemExit(f"error: training failed (exit {rc}); log: {log_path}\n{tail}")
+    print(f"  done in {time.time() - t0:.0f} s (log: {log_path})", flush=True)
+
+
+def val_frames(coco_root: str, n: int):
+    """The first ``n`` validation frames (uint8 grey) of the CASS COCO split."""
+    with open(os.path.join(coco_root, "val", "annotations.json")) as f:
+        images = json.load(f)["images"][:n]
+    return [np.asarray(Image.open(os.path.join(coco_root, "val", "images", im["file_name"])).convert("L"))
+            for im in images]
+
+
+def mean_std(values):
+    v = [x for x in values if x is not None]
+    if not v:
+        return float("nan"), float("nan")
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def end_to_end(args) -> int:
+    from sam3_angio.data.demo import ensure_demo_data
+    from sam3_angio.evaluation.view_sweep import STANDARD_VIEWS, angle_sweep
+    from sam3_angio.inference.predictor import Predictor
+
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    if not seeds:
+        raise SystemExit("error: --seeds: give at least one seed, e.g. 0,1,2")
+    out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="bench_view_e2e_"))
+    os.makedirs(out, exist_ok=True)
+    t_cpu, t_wall = time.process_time(), time.time()
+    data = os.path.abspath(args.data or os.path.join(out, "data"))
+    paths = ensure_demo_data(data, "cass", n_patients=args.patients, seed=0)
+    ensure_demo_data(data, "vessel", n_patients=args.patients, seed=0)
+    coco_root = os.path.dirname(os.path.dirname(paths["train_json"]))
+    common = [f"paths.data_root={data}", f"profiles.sam3_tiny.resolution={args.size}"]
+    phase1 = None
+    if args.phase1 == "auto":
+        p1_root = os.path.join(out, "phase1")
+        print(f"phase 1 (whole tree, {args.phase1_epochs} epochs, seed 0), shared by every phase 2 run", flush=True)
+        train("configs/angiography/vessel_segmentation.yaml",
+              [*common, f"paths.experiments_root={p1_root}", f"trainer.max_epochs={args.phase1_epochs}",
+               "trainer.seed_value=0"], os.path.join(out, "phase1.log"))
+        phase1 = os.path.join(p1_root, "vessel_segmentation", "checkpoints", "checkpoint.pt")
+    elif args.phase1 != "none":
+        phase1 = os.path.abspath(args.phase1)
+        if not os.path.isfile(phase1):
+            raise SystemExit(f"error: --phase1 {args.phase1}: no such checkpoint")
+    limit = "null" if args.train_images is None else str(int(args.train_images))
+    frames = val_frames(coco_root, args.sweep_frames)
+    views = [(p_, s_) for _, p_, s_ in STANDARD_VIEWS]
+    runs = {}
+    for seed in seeds:
+        for cond in (True, False):
+            name = f"seed{seed}_{'with' if cond else 'without'}_angles"
+            root = os.path.join(out, name)
+            overrides = [*common, f"paths.experiments_root={root}", f"model.view.conditioning={str(cond).lower()}",
+                         f"trainer.seed_value={seed}", "profiles.sam3_tiny.phase1_first=false",
+                         f"trainer.max_epochs={args.e2e_epochs}", f"profiles.sam3_tiny.limit_train_images={limit}"]
+            if phase1:
+                overrides += [f"paths.phase1_checkpoint={phase1}"]
+            print(f"phase 2, {name}", flush=True)
+            train("configs/angiography/cass.yaml", overrides, os.path.join(out, f"{name}.log"))
+            with open(os.path.join(root, "cass", "metrics.json")) as f:
+                m = json.load(f)
+            rec = {k: metric(m, k) for k in E2E_KEYS}
+            ckpt = os.path.join(root, "cass", "checkpoints", "checkpoint.pt")
+            rec["sweep"] = angle_sweep(Predictor.from_checkpoint(ckpt), frames, views)
+            runs[name] = rec
+
+    summary = {}
+    for cond in ("with", "without"):
+        recs = [runs[f"seed{s}_{cond}_angles"] for s in seeds]
+        summary[cond] = {k: dict(zip(("mean", "std"), mean_std([r[k] for r in recs]))) for k in E2E_KEYS}
+    diffs = {k: dict(zip(("mean", "std"), mean_std(
+        [None if runs[f"seed{s}_with_angles"][k] is None or runs[f"seed{s}_without_angles"][k] is None
+         else runs[f"seed{s}_with_angles"][k] - runs[f"seed{s}_without_angles"][k] for s in seeds])))
+        for k in E2E_KEYS}
+    sweep_keys = list(runs[f"seed{seeds[0]}_with_angles"]["sweep"])
+    sweep = {c: {k: dict(zip(("mean", "std"), mean_std([runs[f"seed{s}_{c}_angles"]["sweep"][k] for s in seeds])))
+                 for k in sweep_keys} for c in ("with", "without")}
+    result = {"seeds": seeds, "epochs": args.e2e_epochs, "resolution": args.size, "patients": args.patients,
+              "train_images": args.train_images, "phase1": phase1, "runs": runs, "summary": summary,
+              "difference": diffs, "angle_sweep": sweep, "views": [v[0] for v in STANDARD_VIEWS],
+              "cpu_minutes_this_process": (time.process_time() - t_cpu) / 60,
+              "wall_minutes": (time.time() - t_wall) / 60}
+    with open(os.path.join(out, "view_conditioning_e2e.json"), "w") as f:
+        json.dump(result, f, indent=2)
+
+    print(f"\nend to end, {len(seeds)} seeds ({seeds}), {args.e2e_epochs} phase 2 epochs at {args.size} px; "
+          f"mean +- std over seeds")
+    print(f"{'metric':32s} {'with angles':>18s} {'without':>18s} {'with - without':>18s}")
+    for k in E2E_KEYS:
+        w, o, d = summary["with"][k], summary["without"][k], diffs[k]
+        print(f"{k:32s} {w['mean']:8.4f} +- {w['std']:6.4f} {o['mean']:8.4f} +- {o['std']:6.4f} "
+              f"{d['mean']:+8.4f} +- {d['std']:6.4f}")
+    print(f"\nangle sweep ({len(views)} standard views, {len(frames)} val frames; change against the first view)")
+    for k in sweep_keys:
+        w, o = sweep["with"][k], sweep["without"][k]
+        print(f"{k:32s} {w['mean']:10.5f} +- {w['std']:8.5f} {o['mean']:10.5f} +- {o['std']:8.5f}")
+    print(f"\nwrote {os.path.join(out, 'view_conditioning_e2e.json')}; wall {result['wall_minutes']:.1f} min")
     return 0
 
 
