@@ -25,23 +25,14 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from sam3_angio.data.synthetic.views import STANDARD_VIEWS as _GENERATOR_VIEWS
 from sam3_angio.inference.frames import collate_frames, frame_datapoint
 from sam3_angio.view_angles import ViewAngles
 
-# The standard diagnostic projections of coronary angiography and where each one looks (primary angle:
-# LAO +, RAO -; secondary: cranial +, caudal -). Typical angles from clinical practice (Baim & Grossman,
-# Cardiac Catheterization, Angiography and Intervention; Popov et al., ARCADE, Sci Data 2024, frames
-# acquired in these views). The angles of a real study spread around these by +-10-15 degrees.
-STANDARD_VIEWS: Tuple[Tuple[str, float, float], ...] = (
-    ("RAO 30 CAU 25 (LCX, proximal LAD)", -30.0, -25.0),
-    ("RAO 30 CRA 25 (mid/distal LAD)", -30.0, 25.0),
-    ("AP CRA 30 (LAD, diagonals)", 0.0, 30.0),
-    ("LAO 45 CRA 25 (LAD, diagonals; RCA distal)", 45.0, 25.0),
-    ("LAO 45 CAU 30 'spider' (LM, proximal LAD/LCX)", 45.0, -30.0),
-    ("LAO 40 (RCA)", 40.0, 0.0),
-    ("RAO 30 (RCA mid)", -30.0, 0.0),
-    ("AP CAU 30 (LM, proximal LCX)", 0.0, -30.0),
-)
+# The sweep's views: the standard working projections the synthetic generator samples its cines around
+# (sam3_angio/data/synthetic/views.py: RAO caudal, AP caudal, LAO caudal "spider", RAO/AP/LAO cranial,
+# LAO and RAO straight), as (name, primary, secondary).
+STANDARD_VIEWS: Tuple[Tuple[str, float, float], ...] = tuple((n, p, s) for n, (p, s) in _GENERATOR_VIEWS.items())
 
 
 @torch.no_grad()
