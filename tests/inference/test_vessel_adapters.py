@@ -1,6 +1,7 @@
-"""Vessel-specific adapters (docs/finetuning.md): a LoRA run with data.vessel_group records its group in
-adapter.pt, and ``tools/predict.py --adapters DIR`` applies the adapter of the frame's vessel (``--vessel``)
-or of the first-pass rule (higher total score) on top of the base ``--checkpoint``."""
+"""Vessel-specific adapters (docs/finetuning.md): ``tools/predict.py --adapters DIR`` applies the adapter of
+the frame's vessel (``--vessel``) or of the first-pass rule (higher total score) on top of the base
+``--checkpoint``. Adapters are made in-process (perturbed LoRA weights); the training run that writes one
+is tests/training/test_vessel_group_train.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import ROOT, run_train, small_run_overrides
+from conftest import ROOT
 
 CASS = str(ROOT / "configs" / "angiography" / "cass.yaml")
 CLASSES = "model.class_ids=[1,2,12,13]"
@@ -130,35 +131,3 @@ def test_adapters_errors_name_the_folder_the_group_and_the_mismatch(adapter_set,
     shutil.copytree(adapter_set / "adapters" / "rca", wrong / "left")
     assert _predict(adapter_set, tiny_data_root, tmp_path / "f", "--adapters", str(wrong)) == 2
     assert "trained on group 'rca'" in capsys.readouterr().err
-
-
-def test_a_vessel_group_run_trains_on_its_group_and_its_adapter_records_it(tiny_data_root, tmp_path):
-    """The one real run: tools/train.py with LoRA and data.vessel_group=rca on data that names vessels
-    (here per frame: train frames 1-2 and val frame 1 show the LAD, the others the RCA)."""
-    from sam3_angio.inference.adapters import AdapterPredictor, find_adapters
-    from sam3_angio.model.adapters import read_adapter_info
-
-    data = tmp_path / "data"
-    shutil.copytree(tiny_data_root / "coco_cass", data / "coco_cass")
-    lad = {"train": {1, 2}, "val": {1}}
-    for split in ("train", "val"):
-        path = data / "coco_cass" / split / "annotations.json"
-        doc = json.loads(path.read_text())
-        for a in doc["annotations"]:
-            a["vessel_name"] = "LAD" if a["image_id"] in lad[split] else "RCA"
-        path.write_text(json.dumps(doc))
-    exp = tmp_path / "rca"
-    run_train(["-c", CASS, *small_run_overrides(data, exp, epochs=1), CLASSES, *LORA, "data.vessel_group=rca",
-               "scratch.train_batch_size=1"], check=True)
-    info = read_adapter_info(str(exp / "checkpoints" / "adapter.pt"))
-    assert info["vessel_group"] == "rca" and info["lora"]["r"] == 4 and len(info["base_fingerprint"]) == 16
-    ckpt = torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert ckpt["angio"]["vessel_group"] == "rca"
-    # validation saw only the RCA frame (val image 2), the loader and the ground truth alike
-    preds = json.loads((exp / "predictions" / "predictions.json").read_text())
-    assert preds and {p["image_id"] for p in preds} == {2}
-    # the run's own folder is an adapters entry (DIR/rca/checkpoints/adapter.pt + DIR/rca/config_resolved.yaml),
-    # and its full checkpoint.pt is a base it fits (same frozen weights)
-    assert find_adapters(str(tmp_path)) == {"rca": str(exp / "checkpoints" / "adapter.pt")}
-    predictor = AdapterPredictor.from_base(str(exp / "checkpoints" / "checkpoint.pt"), str(tmp_path), device="cpu")
-    assert list(predictor.predictors) == ["rca"]
