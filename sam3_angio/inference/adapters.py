@@ -8,9 +8,9 @@ Layout of ``DIR``: one folder per group, named as the group (``data.vessel_group
     DIR/left/adapter.pt                   or  DIR/left/checkpoints/adapter.pt
 
 The model is built from ``-c CONFIG`` or else the ``config_resolved.yaml`` of the first group's run
-(beside ``adapter.pt`` or one folder up), loaded with the base ``--checkpoint`` (the ``sam3.pt`` or phase 1
-checkpoint the adapters were trained on; their recorded base fingerprint and LoRA options must match),
-and each adapter is merged into its own copy of it.
+(beside ``adapter.pt`` or one folder up) and given the SAM3 weights of the base ``--checkpoint`` (the
+``sam3.pt`` or phase 1 checkpoint the adapters were trained on: their recorded base fingerprint and LoRA
+options must match); each adapter is merged into its own copy of it.
 
 The rule (``images[].adapter`` in predictions.json says which one chose): the frame's vessel when it is
 known (``--vessel GROUP``) picks that group's adapter; otherwise every adapter predicts the frame and
@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from sam3_angio.errors import UserError
 from sam3_angio.inference.predictor import RUN_CONFIG, AnglesLike, Predictor, PredictorInfo, build_run_model
 from sam3_angio.model.adapters import OWN_HEADS, load_adapter, read_adapter_info
-from sam3_angio.model.checkpoint import CheckpointError, load_into, read_checkpoint, strip_prefixes
+from sam3_angio.model.checkpoint import CheckpointError, load_into, read_checkpoint, sam3_image_keys, strip_prefixes
 from sam3_angio.model.lora import LORA_KEY, merge_lora
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,27 @@ def choose(results: Mapping[str, List[dict]], score_thr: float) -> str:
         if best_key is None or key > best_key:
             best, best_key = g, key
     return best
+
+
+def load_base(model: torch.nn.Module, checkpoint: str) -> None:
+    """The base's SAM3 weights into ``model.detector`` as phase 2 loads phase 1 (``sam3.pt``, a phase 1
+    ``checkpoint.pt``, a bare SAM3 state dict or a LoRA run's checkpoint: ``sam3_image_keys``). The
+    adapters bring the LoRA tensors and our heads; anything else the model has must come from here."""
+    sd, _ = read_checkpoint(checkpoint)
+    target = getattr(model, "detector", model)
+    report = load_into(target, sam3_image_keys(sd), checkpoint)
+    log.info(report.summary())
+    lacking = [k for k in report.missing if LORA_KEY not in k]
+    own = strip_prefixes(sd, ("module.",))
+    extra = {k: v for k, v in own.items() if not k.startswith(("detector.", *OWN_HEADS))}
+    others = [k for k in model.state_dict() if target is not model and not k.startswith(("detector.", *OWN_HEADS))]
+    lacking += [k for k in others if k not in extra]
+    if lacking:
+        raise CheckpointError(
+            f"base checkpoint {checkpoint} lacks {len(lacking)} tensors the adapters do not hold (first: "
+            f"{lacking[0]}): pass the sam3.pt or phase 1 checkpoint.pt the adapters were trained on")
+    if others:  # e.g. a regression head the base run trained: not part of an adapter file
+        model.load_state_dict({k: extra[k] for k in others}, strict=False)
 
 
 @dataclass
@@ -193,14 +214,7 @@ class AdapterPredictor:
                     raise AdapterError(f"adapters {adapters[first]} and {adapters[g]} disagree on {key} "
                                        f"({infos[first][key]} vs {info[key]}): every group needs the same run settings")
         cfg, model = build_run_model(config, overrides, infos[first], adapters[first])
-        sd, _ = read_checkpoint(checkpoint)
-        report = load_into(model, strip_prefixes(sd, ("module.",)), checkpoint)
-        log.info(report.summary())
-        lacking = [k for k in report.missing if LORA_KEY not in k and not k.startswith(OWN_HEADS)]
-        if lacking:  # the adapters bring LoRA and our heads; everything else must come from the base
-            raise CheckpointError(
-                f"base checkpoint {checkpoint} lacks {len(lacking)} tensors the adapters do not hold (first: "
-                f"{lacking[0]}): pass the sam3.pt or phase 1 checkpoint.pt the adapters were trained on")
+        load_base(model, checkpoint)
         device = device or ("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator == "cuda" else "cpu")
         naming = naming or OmegaConf.select(cfg, "inference.naming") or "fused"
         predictors: Dict[str, Predictor] = {}
