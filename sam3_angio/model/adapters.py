@@ -43,7 +43,8 @@ def base_fingerprint(model: nn.Module) -> str:
                     if not p.requires_grad and LORA_KEY not in n and not n.startswith(OWN_HEADS))
     for name, p in params:
         flat = p.detach().reshape(-1)
-        idx = torch.linspace(0, flat.numel() - 1, steps=min(flat.numel(), _SAMPLES), device=flat.device).long()
+        k = min(flat.numel(), _SAMPLES)  # integer positions: float32 linspace overshoots past 2**24 elements
+        idx = torch.arange(k, device=flat.device) * (flat.numel() - 1) // max(k - 1, 1)
         h.update(f"{name}{tuple(p.shape)}".encode())
         h.update(flat[idx].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -103,7 +104,8 @@ def _read(path: str) -> Mapping[str, Any]:
     except Exception as e:
         raise CheckpointError(f"cannot read adapter {path}: {type(e).__name__}: {e}") from None
     if not isinstance(obj, Mapping) or not isinstance(obj.get("adapter"), Mapping):
-        raise CheckpointError(f"{path} is not an adapter file (no 'adapter' tensors): pass the adapter.pt a LoRA run wrote")
+        raise CheckpointError(f"{path} is not an adapter file (no 'adapter' tensors): pass the adapter.pt a LoRA "
+                              f"run wrote")
     return obj
 
 
