@@ -13,6 +13,7 @@ Angles: primary LAO+ / RAO-, secondary CRA+ / CAU- (``sam3_angio.view_angles``).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Tuple
@@ -76,11 +77,23 @@ class AngioCocoLoader(COCO_FROM_JSON):
     visible segments: every query is then marked non-exhaustive, and SAM3's ``weak_loss`` drops the
     negative loss there, so an unlabelled but visible segment is not taught as "absent". An image
     record's own ``labels_exhaustive`` key, when present, wins.
+
+    ``vessel_group`` (``data.vessel_group``, with the table ``vessel_groups``): keep only the annotations
+    of that group's vessels and the frames left with one (``sam3_angio/data/vessel_groups.py``).
     """
 
-    def __init__(self, annotation_file, labels_exhaustive: bool = True, **kwargs):
+    def __init__(self, annotation_file, labels_exhaustive: bool = True, vessel_group: Optional[str] = None,
+                 vessel_groups: Optional[Dict[str, List[str]]] = None, **kwargs):
         super().__init__(annotation_file, **kwargs)
         self.labels_exhaustive = bool(labels_exhaustive)
+        self.vessel_group = vessel_group or None
+        if self.vessel_group:
+            from sam3_angio.data.vessel_groups import filter_grouped
+
+            before = len(self._raw_data)
+            self._raw_data = filter_grouped(self._raw_data, self.vessel_group, vessel_groups, str(annotation_file))
+            logging.info("%s: vessel group %r keeps %d of %d frames", annotation_file, self.vessel_group,
+                         len(self._raw_data), before)
 
     def loadQueriesAndAnnotationsFromDatapoint(self, idx):
         queries, annotations = super().loadQueriesAndAnnotationsFromDatapoint(idx)
@@ -116,15 +129,19 @@ class ImageLoadError(UserError):
 @DATASETS.register()
 class AngioImageDataset(Sam3ImageDataset):
     """Sam3ImageDataset over our COCO export whose Datapoints carry the frame's view angles
-    (``AngioDatapoint.view``). ``require_view_angles=True`` makes a frame without angles an error."""
+    (``AngioDatapoint.view``). ``require_view_angles=True`` makes a frame without angles an error.
+    ``vessel_group`` / ``vessel_groups``: train or validate on one vessel group (``AngioCocoLoader``)."""
 
     def __init__(self, *args, require_view_angles: bool = False, labels_exhaustive: bool = True,
+                 vessel_group: Optional[str] = None, vessel_groups: Optional[Dict[str, List[str]]] = None,
                  coco_json_loader=None, **kwargs):
         import functools
 
         if coco_json_loader is None:
+            groups = {str(k): [str(v) for v in vs] for k, vs in vessel_groups.items()} if vessel_groups else None
             coco_json_loader = functools.partial(AngioCocoLoader, include_negatives=True,
-                                                 labels_exhaustive=labels_exhaustive)
+                                                 labels_exhaustive=labels_exhaustive, vessel_group=vessel_group,
+                                                 vessel_groups=groups)
         self.require_view_angles = require_view_angles
         self._check_split(kwargs.get("ann_file", args[1] if len(args) > 1 else None),
                           kwargs.get("img_folder", args[0] if args else None))

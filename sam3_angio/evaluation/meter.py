@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 
+from sam3_angio.data.vessel_groups import filter_coco
 from sam3_angio.inference import predict_instances
 from sam3_angio.inference.naming import check_rule
 from sam3_angio.registry import EVALUATORS
@@ -28,7 +29,7 @@ from sam3_angio.registry import EVALUATORS
 from .cass_metrics import classification_metrics
 from .coco import IOU_TYPES
 from .evaluate import evaluate_predictions
-from .ground_truth import GroundTruth
+from .ground_truth import GroundTruth, read_json
 from .keys import format_summary, tensorboard_metrics
 from .predictions import load_predictions
 
@@ -60,12 +61,18 @@ class AngioValMeter:
         max_dets: instances kept per image (COCO: 100).
         iou_types, score_thr, arcade_task: as in ``evaluate_files``.
         tb_per_class: per-class AP in what goes to TensorBoard (always in metrics.json).
+        vessel_group, vessel_groups: ``data.vessel_group``: the ground truth restricted to that group's
+            annotations and frames, as the validation loader is (``sam3_angio/data/vessel_groups.py``).
     """
 
     def __init__(self, gt_path: str, out_dir: str, naming: str = "fused", max_dets: int = 100,
                  iou_types: Sequence[str] = IOU_TYPES, score_thr: float = 0.5, arcade_task: str = "auto",
-                 tb_per_class: bool = True) -> None:
+                 tb_per_class: bool = True, vessel_group: Optional[str] = None,
+                 vessel_groups: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         self.gt_path = gt_path
+        self.vessel_group = vessel_group or None
+        self.vessel_groups = ({str(k): [str(v) for v in vs] for k, vs in vessel_groups.items()}
+                              if vessel_groups else None)
         self.out_dir = out_dir
         self.naming = check_rule(naming)
         self.max_dets = int(max_dets)
@@ -80,7 +87,12 @@ class AngioValMeter:
     @property
     def gt(self) -> GroundTruth:
         if self._gt is None:  # read once, reused every validation
-            self._gt = GroundTruth(self.gt_path)
+            if self.vessel_group:
+                data = filter_coco(read_json(self.gt_path, "ground-truth"), self.vessel_group, self.vessel_groups,
+                                   str(self.gt_path))
+                self._gt = GroundTruth(data)
+            else:
+                self._gt = GroundTruth(self.gt_path)
         return self._gt
 
     def reset(self) -> None:

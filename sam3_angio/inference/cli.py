@@ -4,7 +4,12 @@ study CSV), named coronary segments out (predictions.json, segments.csv, overlay
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
         [--qca [--no-qca-figures]] [--click X,Y[:neg] ... --segment NAME]
-        [--cass-checkpoint CKPT [--cass-config CONFIG]] [overrides...]
+        [--cass-checkpoint CKPT [--cass-config CONFIG]] [--adapters DIR [--vessel GROUP]] [overrides...]
+
+``--adapters DIR`` (vessel-specific adapters, docs/finetuning.md): ``--checkpoint`` is the base and DIR holds
+one LoRA adapter a vessel group (``DIR/<group>/adapter.pt`` or a run folder ``DIR/<group>/checkpoints/``);
+``--vessel GROUP`` picks that group's adapter, without it each adapter predicts and the higher total
+segment score wins (``sam3_angio/inference/adapters.py``); ``images[].adapter`` in predictions.json says which.
 
 ``--click`` / ``--segment`` (proofread, docs/training_modes.md): clicks in frame pixels on one segment;
 its instance is replaced by the corrected one (``"corrected": true`` in predictions.json) and the
@@ -79,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(phase 3) run: each stenosis gets the CASS segment it lies in (cass_segment, largest overlap "
                    "with the segments that run predicts at or above --score-thr)")
     p.add_argument("--cass-config", help="the CASS run's config (default: its config_resolved.yaml)")
+    p.add_argument("--adapters", metavar="DIR", help="vessel-specific LoRA adapters on top of --checkpoint (the "
+                   "base): DIR/<group>/adapter.pt (or DIR/<group>/checkpoints/adapter.pt, a training run's folder) "
+                   "per vessel group; config: -c or the first group's config_resolved.yaml (docs/finetuning.md)")
+    p.add_argument("--vessel", metavar="GROUP", help="with --adapters: the vessel group the frames show (e.g. rca, "
+                   "left): its adapter names them; without it each adapter predicts and the one whose segments at "
+                   "or above --score-thr have the higher total score is kept")
     p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
                    "is kept until the new one is complete)")
@@ -229,6 +240,17 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
         raise InputError("--cass-config needs --cass-checkpoint")
     if not 0.0 <= args.score_thr <= 1.0:
         raise InputError(f"--score-thr {args.score_thr}: expected a score between 0 and 1")
+    if args.vessel and not args.adapters:
+        raise InputError("--vessel needs --adapters DIR (the folder of the vessel groups' adapters)")
+    if args.adapters:
+        if args.cass_checkpoint or args.clicks:
+            raise InputError("--adapters does not combine with --cass-checkpoint or --click; run them separately")
+        from sam3_angio.inference.adapters import find_adapters
+
+        groups = find_adapters(args.adapters)  # a missing or empty DIR stops here, before the model loads
+        if args.vessel and args.vessel not in groups:
+            raise InputError(f"--vessel {args.vessel!r}: {args.adapters} has no adapter of that group; its groups "
+                             f"are {', '.join(groups)}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file; expected a folder (created if missing)")
@@ -248,8 +270,15 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
             from sam3_angio.inference.predictor import Predictor
             from sam3_angio.model.builders import banner
 
-            p = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=overrides,
-                                          device=args.device, naming=args.naming)
+            if args.adapters:
+                from sam3_angio.inference.adapters import AdapterPredictor
+
+                p = AdapterPredictor.from_base(args.checkpoint, args.adapters, config=args.config, overrides=overrides,
+                                               device=args.device, naming=args.naming, vessel=args.vessel,
+                                               score_thr=args.score_thr)
+            else:
+                p = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=overrides,
+                                              device=args.device, naming=args.naming)
             print(banner(p.info.model), flush=True)
             state["predictor"] = p
         if args.cass_checkpoint and state["cass"] is None:
@@ -329,6 +358,8 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
     settings = {"frames": args.frames, "angles": args.angles, "mm_per_pixel": args.mm_per_pixel,
                 "naming": predictor.naming, "score_thr": args.score_thr, "qca": bool(args.qca),
                 "cass_checkpoint": args.cass_checkpoint}
+    if getattr(args, "adapters", None):
+        settings.update({"adapters": args.adapters, "vessel": args.vessel})
     if clicks:
         settings.update({"segment": args.segment, "clicks": [{"x": x, "y": y, "positive": p} for x, y, p in clicks]})
     notes = []
@@ -341,6 +372,8 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
         images, rows, all_instances, pictures, qca_items = [], [], [], [], []
         for image_id, frame, insts in zip(ids, frames, instances):
             images.append(O.image_record(image_id, frame))
+            if hasattr(predictor, "choice_for"):  # --adapters: which group's adapter named the frame, and why
+                images[-1]["adapter"] = predictor.choice_for(image_id)
             first_id = len(all_instances) + 1  # predictions.json numbers the instances 1..n
             all_instances += insts
             segs = O.measure(insts, args.score_thr)

@@ -107,26 +107,13 @@ class Predictor:
         """Build the run's model and load ``checkpoint`` (a trainer ``checkpoint.pt`` or a bare state
         dict). ``config``: a config path or name; default the ``config_resolved.yaml`` tools/train.py
         saved in the run's folder. A checkpoint of another task or model is an error."""
-        from sam3_angio.config import compose, finalize, register_resolvers
-
-        cpu_compat.apply()
-        register_resolvers()
         sd, meta = read_checkpoint(checkpoint)
         config = config or run_config_for(checkpoint)
         if config is None:
             raise ConfigError(
                 f"no config for checkpoint {checkpoint}: its run folder has no {RUN_CONFIG}; pass -c CONFIG "
                 f"(e.g. configs/angiography/cass.yaml) with the overrides the run was trained with")
-        pre = []
-        if meta.get("model"):  # the checkpoint says which SAM3 it is; auto must not pick another
-            pre.append(f"model.name={meta['model']}")
-        cfg = finalize(compose(config, [*pre, *overrides]))
-        _check_task(cfg, meta, checkpoint)
-        with open_dict(cfg):
-            cfg.trainer.model.checkpoint_path = None  # the trained checkpoint below holds every weight
-            cfg.trainer.model.allow_random_init = True
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        model = instantiate(cfg.trainer.model, _convert_="all")
+        cfg, model = build_run_model(config, overrides, meta, checkpoint)
         report = load_into(model, strip_prefixes(sd, ("module.",)), checkpoint)
         if report.missing:  # one line (the CLI error contract); the full load report goes to the log
             log.info(report.summary())
@@ -253,6 +240,27 @@ def click_to_correct_instance(records: Sequence[dict], mask_of, clicks: Sequence
         if best_key is None or key > best_key:
             best, best_key = rec, key
     return best
+
+
+def build_run_model(config: str, overrides: Sequence[str], meta: Mapping[str, Any],
+                    checkpoint: str) -> Tuple[DictConfig, torch.nn.Module]:
+    """The resolved config and the (randomly initialised) model of a run, for weights loaded next:
+    ``meta`` (a checkpoint's or adapter's ``angio`` info) names the SAM3 size and must agree with the
+    config's task and classes (``checkpoint``: the file it came from, for the error)."""
+    from sam3_angio.config import compose, finalize, register_resolvers
+
+    cpu_compat.apply()
+    register_resolvers()
+    pre = []
+    if meta.get("model"):  # the checkpoint says which SAM3 it is; auto must not pick another
+        pre.append(f"model.name={meta['model']}")
+    cfg = finalize(compose(config, [*pre, *overrides]))
+    _check_task(cfg, meta, checkpoint)
+    with open_dict(cfg):
+        cfg.trainer.model.checkpoint_path = None  # the trained checkpoint below holds every weight
+        cfg.trainer.model.allow_random_init = True
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    return cfg, instantiate(cfg.trainer.model, _convert_="all")
 
 
 def _check_task(cfg: DictConfig, meta: Mapping[str, Any], checkpoint: str) -> None:

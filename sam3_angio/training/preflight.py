@@ -118,6 +118,16 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         except ConfigError as e:
             report.errors.append(str(e))
 
+    group = OmegaConf.select(cfg, "data.vessel_group")
+    if group:  # an unknown group fails here, not after the model is built
+        from sam3_angio.data.vessel_groups import group_vessels
+
+        groups = OmegaConf.select(cfg, "data.vessel_groups")
+        try:
+            group_vessels(str(group), OmegaConf.to_container(groups, resolve=True) if groups is not None else None)
+        except ConfigError as e:
+            report.errors.append(str(e))
+
     def need(key: str, kind: str = "file", generated: bool = False) -> None:
         value = OmegaConf.select(cfg, key)
         if value in (None, ""):

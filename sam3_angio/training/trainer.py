@@ -4,8 +4,8 @@
   the wrong config is caught by the inference Predictor instead of loading half its tensors.
 - Training modes (``training.modes: [automatic, proofread]``): the loss names each pass's terms
   ``<mode>/<term>``; they are also logged as ``train/automatic/<term>``, ``train/proofread/<term>``.
-- A LoRA run writes ``adapter.pt`` (LoRA weights + our heads) beside each checkpoint
-  (``sam3_angio/model/adapters.py``).
+- A LoRA run writes ``adapter.pt`` (LoRA weights + our heads) beside each checkpoint, recording its
+  vessel group, LoRA options and base fingerprint (``sam3_angio/model/adapters.py``).
 - SAM3 logs every environment variable at start-up (values included: tokens, credentials); here only
   an allow-list of harmless ones is logged.
 """
@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from sam3.train.trainer import Trainer, unwrap_ddp_if_wrapped
 
 from sam3_angio.errors import UserError
-from sam3_angio.model.adapters import adapter_path_for, save_adapter
+from sam3_angio.model.adapters import adapter_info, adapter_path_for, save_adapter
+from sam3_angio.model.lora import has_lora
 from sam3_angio.model.view_conditioned import MODES
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,12 @@ class AngioTrainer(Trainer):
                       "angio_progress": {"epoch": int(checkpoint["epoch"]), "batches_done": self._saving_batches}}
         super()._save_checkpoint(checkpoint, checkpoint_path)
         # A LoRA run also writes its adapter (LoRA matrices + our heads) beside the full checkpoint.
+        model = unwrap_ddp_if_wrapped(self.model)
+        if not has_lora(model):
+            return
         path = adapter_path_for(checkpoint_path)
-        if save_adapter(checkpoint["model"], path, {**self.run_info, "epoch": checkpoint.get("epoch")}):
+        info = adapter_info(model, self.run_info, epoch=checkpoint.get("epoch"))  # + vessel_group, lora, base
+        if save_adapter(checkpoint["model"], path, info):
             full, small = os.path.getsize(checkpoint_path), os.path.getsize(path)
             logging.info("adapter %s: %.2f MB (checkpoint %.1f MB, %.1f%%)", path, small / 2**20, full / 2**20,
                          100.0 * small / max(full, 1))
