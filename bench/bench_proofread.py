@@ -19,6 +19,7 @@ angiography demo (``ensure_demo_data``, 14 classes; about 5x slower a step). Tra
 collate of the config.
 
     python bench/bench_proofread.py [--train-frames 16] [--steps 12] [--seed 0] [--threads 2] [--demo]
+                                    [--warmup 80] [--resolution 112]
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 
-def config(data_root: str, class_ids):
+def config(data_root: str, class_ids, resolution: int = 224):
     from omegaconf import OmegaConf
 
     from sam3_angio.config import compose, finalize
 
     cfg = finalize(compose("cass", [f"paths.data_root={data_root}", "model.name=sam3_tiny",
-                                    "data.demo.generate_if_missing=false", f"model.class_ids={list(class_ids)}"]))
+                                    "data.demo.generate_if_missing=false", f"model.class_ids={list(class_ids)}",
+                                    f"profiles.sam3_tiny.resolution={int(resolution)}"]))
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
@@ -64,13 +66,20 @@ def batches(cfg, split: str, n_batches: int, seed: int, batch_size: int = 2):
     return out, len(dataset)
 
 
-def train(modes, detector, cfg, train_batches, seed: int, lr: float):
+def train(modes, detector, cfg, train_batches, seed: int, lr: float, start=None):
+    """Train a fresh wrapper of ``detector`` (or, with ``start``, of the warm-up model's weights: the prompt
+    encoder, which it lacks, starts new) on ``train_batches``; returns (model, seconds)."""
     from hydra.utils import instantiate
 
     from sam3_angio.model.view_conditioned import ViewConditionedSam3
 
     torch.manual_seed(seed)
     model = ViewConditionedSam3(copy.deepcopy(detector), class_ids=list(cfg.model.class_ids), modes=modes)
+    if start is not None:
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        stray = [k for k in [*missing, *unexpected] if not k.startswith("prompt_encoder.")]
+        if stray:
+            raise RuntimeError(f"warm-up weights do not fit the {'+'.join(modes)} model: {stray[:5]}")
     loss_fn = instantiate(cfg.scratch.angio_loss)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
@@ -164,6 +173,10 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", help="existing data root (coco_cass below it); default: a temporary folder")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="automatic steps (other batches) before both runs, so they start from a model that "
+                        "already segments; 0: both start from random weights")
+    p.add_argument("--resolution", type=int, default=224, help="model input size (the tiny profile's is 224)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from sam3_angio import cpu_compat
@@ -186,14 +199,20 @@ def main(argv=None) -> int:
         if not os.path.isdir(os.path.join(root, "coco_cass")):
             write_tiny_coco(os.path.join(root, "coco_cass"), cass_categories(class_ids), n_train=args.train_frames,
                             n_val=max(2, args.train_frames // 2))
-    cfg = config(root, class_ids)
+    cfg = config(root, class_ids, args.resolution)
     train_batches, n_train = batches(cfg, "train", args.steps, args.seed)
     val_batches, n_val = batches(cfg, "val", args.val_batches, args.seed + 1)
     print(f"data: {n_train} train / {n_val} val frames; {args.steps} steps of 2 frames each run, seed {args.seed}")
-    detector = build_sam3_tiny(seed=args.seed)
+    detector = build_sam3_tiny(image_size=args.resolution, seed=args.seed)
+    start = None
+    if args.warmup:
+        warm_batches, _ = batches(cfg, "train", args.warmup, args.seed + 2)
+        print(f"warm-up: {args.warmup} automatic steps, shared by both runs")
+        start, secs = train(["automatic"], detector, cfg, warm_batches, args.seed, args.lr)
+        print(f"  warm-up done in {secs:.0f} s")
     results = {}
     for modes in (["automatic"], ["automatic", "proofread"]):
-        model, secs = train(modes, detector, cfg, train_batches, args.seed, args.lr)
+        model, secs = train(modes, detector, cfg, train_batches, args.seed, args.lr, start=start)
         results["+".join(modes)] = (evaluate(model, val_batches, (1, 3, 5), args.seed), secs)
     print("\nrun                   train s   target Dice: no clicks   1 click   3 clicks   5 clicks")
     for name, (res, secs) in results.items():

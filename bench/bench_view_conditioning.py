@@ -19,6 +19,11 @@ phase 1 once first and starts every phase 2 run from it (as the study does); ``-
 checkpoint; ``--phase1 none`` starts from random weights.
 
     python bench/bench_view_conditioning.py --end-to-end --seeds 0,1,2 --e2e-epochs 4 --out DIR
+
+``--geometry-probe`` asks why the gain is small: how well does a segment's *shape and place in the frame*
+alone (centroid, box, area, orientation, elongation of its mask; no pixels of the image) name it, with and
+without the angles, by a gradient-boosted classifier (scikit-learn) trained on the train split and scored on
+val, over ``--seeds``. If geometry alone already names most segments, the angles have little left to add.
 """
 
 from __future__ import annotations
@@ -138,9 +143,13 @@ def main(argv=None) -> int:
     p.add_argument("--sweep-frames", type=int, default=4, help="--end-to-end: val frames of the angle sweep")
     p.add_argument("--out", help="--end-to-end: output folder (runs, logs, view_conditioning_e2e.json); "
                                  "default: a temporary folder")
+    p.add_argument("--geometry-probe", action="store_true",
+                   help="name segments from their mask geometry alone, with and without the angles (no model)")
     args = p.parse_args(argv)
     if args.end_to_end:
         return end_to_end(args)
+    if args.geometry_probe:
+        return geometry_probe(args)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     from sam3_angio.cass import DEFAULT_CLASS_IDS
     from sam3_angio.data.demo import ensure_demo_data
@@ -173,6 +182,67 @@ def main(argv=None) -> int:
         print(f"CASS top-1, global pooling + angles:  {glob[0]:.4f}  (balanced {glob[1]:.4f}): the whole frame "
               f"cannot say which segment is meant")
     print(f"CPU minutes: {cpu_min:.1f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- geometry probe
+
+def region_geometry(coco_root: str, split: str):
+    """Per annotation: geometry features (centroid x/y, box w/h, area: fractions of the frame; orientation
+    as cos/sin of twice the principal angle; elongation), the frame's angles (NaN unknown), the category."""
+    with open(os.path.join(coco_root, split, "annotations.json")) as f:
+        coco = json.load(f)
+    images = {im["id"]: im for im in coco["images"]}
+    geo, ang, cats = [], [], []
+    for a in coco["annotations"]:
+        im = images[a["image_id"]]
+        m = mask_util.decode(a["segmentation"]).astype(bool)
+        ys, xs = np.nonzero(m)
+        if len(xs) < 3:
+            continue
+        h, w = m.shape
+        cx, cy = xs.mean() / w, ys.mean() / h
+        cov = np.cov(np.stack([xs / w, ys / h]))
+        evals, evecs = np.linalg.eigh(cov)
+        theta = np.arctan2(evecs[1, 1], evecs[0, 1])
+        elong = float(np.sqrt(evals[1] / max(evals[0], 1e-12)))
+        geo.append([cx, cy, (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h, len(xs) / (h * w),
+                    np.cos(2 * theta), np.sin(2 * theta), np.log(elong)])
+        va = im.get("view_angles")
+        ang.append([va["primary"], va["secondary"]] if va else [np.nan, np.nan])
+        cats.append(a["category_id"])
+    return np.asarray(geo), np.asarray(ang, float), np.asarray(cats)
+
+
+def geometry_probe(args) -> int:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from sam3_angio.data.demo import ensure_demo_data
+
+    t0 = time.process_time()
+    root = args.data or tempfile.mkdtemp(prefix="bench_view_geo_")
+    paths = ensure_demo_data(root, "cass", n_patients=args.patients, seed=0)
+    coco_root = os.path.dirname(os.path.dirname(paths["train_json"]))
+    tr, va = region_geometry(coco_root, "train"), region_geometry(coco_root, "val")
+    print(f"segments: {len(tr[2])} train, {len(va[2])} val, {len(np.unique(tr[2]))} CASS classes")
+    feature_sets = {"geometry": lambda d: d[0], "geometry + angles": lambda d: np.hstack([d[0], d[1]]),
+                    "angles only": lambda d: d[1]}
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    results = {}
+    for name, feats in feature_sets.items():
+        accs = []
+        for seed in seeds:
+            clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
+            clf.fit(feats(tr), tr[2])
+            accs.append(float((clf.predict(feats(va)) == va[2]).mean()))
+        results[name] = mean_std(accs)
+    majority = float((va[2] == np.bincount(tr[2]).argmax()).mean())
+    print(f"\nnaming top-1 on val from the mask geometry alone (no image), {len(seeds)} seeds, mean +- std:")
+    for name, (m, sd) in results.items():
+        print(f"  {name:20s} {m:.4f} +- {sd:.4f}")
+    print(f"  {'majority class':20s} {majority:.4f}")
+    g, ga = results["geometry"][0], results["geometry + angles"][0]
+    print(f"angles add {100 * (ga - g):+.1f} points on top of geometry; CPU {(time.process_time() - t0) / 60:.1f} min")
     return 0
 
 
