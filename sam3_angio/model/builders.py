@@ -13,6 +13,7 @@ from sam3_angio import cpu_compat
 from sam3_angio.errors import ConfigError, UserError
 from sam3_angio.model.checkpoint import CheckpointError, load_into, read_state_dict, sam3_image_keys
 from sam3_angio.model.lora import apply_lora
+from sam3_angio.model.shared_seg_head import share_image_work
 from sam3_angio.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,14 @@ def build_model(
     allow_random_init: bool = False,
     lora: Optional[Mapping[str, Any]] = None,
     activation_checkpointing: bool = True,
+    shared_image_work: bool = False,
 ) -> nn.Module:
     """The SAM3 image model a config asks for (``sam3``, ``sam3_tiny`` or ``auto``).
     ``allow_random_init``: build ``sam3`` without its weights (a trained checkpoint loads next).
     ``lora``: the ``model.lora`` block (``sam3_angio.model.lora``); ``activation_checkpointing``:
-    recompute the vision trunk's blocks in the backward pass (memory for time)."""
+    recompute the vision trunk's blocks in the backward pass (memory for time); ``shared_image_work``:
+    the segmentation head's image-only work once per image, not per (image, phrase)
+    (``sam3_angio.model.shared_seg_head``; same weights and keys, equal outputs)."""
     name = resolve_model_name(name, checkpoint_path)
     if name == "sam3_tiny":
         from sam3_angio.model.tiny import build_sam3_tiny
@@ -118,6 +122,7 @@ def build_model(
         model = build_sam3(checkpoint_path, bpe_path=bpe_path, enable_segmentation=enable_segmentation,
                            allow_random_init=allow_random_init)
     set_activation_checkpointing(model, activation_checkpointing)
+    share_image_work(model, shared_image_work)
     return apply_lora(model, lora)
 
 

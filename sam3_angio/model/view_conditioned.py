@@ -429,6 +429,7 @@ def build_view_conditioned(
     allow_random_init: bool = False,
     lora: Optional[Mapping[str, Any]] = None,
     activation_checkpointing: bool = True,
+    shared_image_work: bool = False,
     **wrapper_kwargs,
 ) -> ViewConditionedSam3:
     """Build the SAM3 a config asks for (see ``build_model``) and wrap it with view conditioning.
@@ -440,7 +441,8 @@ def build_view_conditioned(
     detector = build_model(name=name, checkpoint_path=checkpoint_path, bpe_path=bpe_path,
                            enable_segmentation=enable_segmentation, image_size=image_size,
                            allow_random_init=allow_random_init,
-                           activation_checkpointing=activation_checkpointing)
+                           activation_checkpointing=activation_checkpointing,
+                           shared_image_work=shared_image_work)
     model = ViewConditionedSam3(detector, **wrapper_kwargs)
     apply_lora(model.detector, lora)
     return model
