@@ -253,18 +253,6 @@ E2E_KEYS = ("cass.naming_top1", "cass.naming_top1_matched", "cass.naming_match_r
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def metric(metrics: dict, key: str):
-    """A metric from metrics.json, flat (``segm.AP``) or nested (``{"segm": {"AP": ...}}``)."""
-    if key in metrics:
-        return metrics[key]
-    node = metrics
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def train(config: str, overrides, log_path: str) -> None:
     """One tools/train.py run; its console goes to ``log_path``; a failed run is an error naming the log."""
     import subprocess
@@ -340,7 +328,7 @@ def end_to_end(args) -> int:
             train("configs/angiography/cass.yaml", overrides, os.path.join(out, f"{name}.log"))
             with open(os.path.join(root, "cass", "metrics.json")) as f:
                 m = json.load(f)
-            rec = {k: metric(m, k) for k in E2E_KEYS}
+            rec = {k: m.get(k) for k in E2E_KEYS}  # metrics.json: flat keys (evaluation/keys.py)
             ckpt = os.path.join(root, "cass", "checkpoints", "checkpoint.pt")
             rec["sweep"] = angle_sweep(Predictor.from_checkpoint(ckpt), frames, views)
             runs[name] = rec

@@ -138,10 +138,11 @@ class AngioImageDataset(Sam3ImageDataset):
         import functools
 
         if coco_json_loader is None:
-            groups = {str(k): [str(v) for v in vs] for k, vs in vessel_groups.items()} if vessel_groups else None
+            from sam3_angio.data.vessel_groups import as_groups
+
             coco_json_loader = functools.partial(AngioCocoLoader, include_negatives=True,
                                                  labels_exhaustive=labels_exhaustive, vessel_group=vessel_group,
-                                                 vessel_groups=groups)
+                                                 vessel_groups=as_groups(vessel_groups))
         self.require_view_angles = require_view_angles
         self._check_split(kwargs.get("ann_file", args[1] if len(args) > 1 else None),
                           kwargs.get("img_folder", args[0] if args else None))

@@ -17,6 +17,11 @@ from sam3_angio.errors import ConfigError, DataError
 DEFAULT_GROUPS: Dict[str, Tuple[str, ...]] = {"rca": ("RCA", "PDA"), "left": ("LM", "LAD", "LCX", "Ramus")}
 
 
+def as_groups(groups: Optional[Mapping[str, Sequence[str]]]) -> Optional[Dict[str, List[str]]]:
+    """A ``data.vessel_groups`` table (an OmegaConf node or a dict) as plain ``{str: [str, ...]}``."""
+    return {str(k): [str(v) for v in vs] for k, vs in groups.items()} if groups else None
+
+
 def group_vessels(group: str, groups: Optional[Mapping[str, Sequence[str]]] = None) -> Tuple[str, ...]:
     """The ``vessel_name`` values of ``group`` in ``groups`` (default ``DEFAULT_GROUPS``); an unknown
     group is a ConfigError naming ``data.vessel_group`` and the groups that exist."""

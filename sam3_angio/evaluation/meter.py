@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from sam3_angio.data.vessel_groups import filter_coco
+from sam3_angio.data.vessel_groups import as_groups, filter_coco
 from sam3_angio.inference import predict_instances
 from sam3_angio.inference.naming import check_rule
 from sam3_angio.registry import EVALUATORS
@@ -71,8 +71,7 @@ class AngioValMeter:
                  vessel_groups: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         self.gt_path = gt_path
         self.vessel_group = vessel_group or None
-        self.vessel_groups = ({str(k): [str(v) for v in vs] for k, vs in vessel_groups.items()}
-                              if vessel_groups else None)
+        self.vessel_groups = as_groups(vessel_groups)
         self.out_dir = out_dir
         self.naming = check_rule(naming)
         self.max_dets = int(max_dets)

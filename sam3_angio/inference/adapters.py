@@ -32,10 +32,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from sam3_angio.errors import UserError
-from sam3_angio.inference.predictor import RUN_CONFIG, AnglesLike, Predictor, PredictorInfo, build_run_model
+from sam3_angio.inference.predictor import (RUN_CONFIG, AnglesLike, Predictor, PredictorInfo, build_run_model,
+                                            run_defaults)
 from sam3_angio.model.adapters import OWN_HEADS, load_adapter, read_adapter_info
 from sam3_angio.model.checkpoint import CheckpointError, load_into, read_checkpoint, sam3_image_keys, strip_prefixes
 from sam3_angio.model.lora import LORA_KEY, merge_lora
@@ -215,8 +215,7 @@ class AdapterPredictor:
                                        f"({infos[first][key]} vs {info[key]}): every group needs the same run settings")
         cfg, model = build_run_model(config, overrides, infos[first], adapters[first])
         load_base(model, checkpoint)
-        device = device or ("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator == "cuda" else "cpu")
-        naming = naming or OmegaConf.select(cfg, "inference.naming") or "fused"
+        device, naming = run_defaults(cfg, device, naming)
         predictors: Dict[str, Predictor] = {}
         for g, path in adapters.items():
             m = copy.deepcopy(model)

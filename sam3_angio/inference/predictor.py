@@ -125,8 +125,7 @@ class Predictor:
         log.info(report.summary())
         if has_lora(model):  # a LoRA run: fold the adapters into the base weights (same outputs, plain SAM3)
             merge_lora(model)
-        device = device or ("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator == "cuda" else "cpu")
-        naming = naming or OmegaConf.select(cfg, "inference.naming") or "fused"
+        device, naming = run_defaults(cfg, device, naming)
         return cls(model, cfg, naming=naming, device=device, checkpoint=os.path.abspath(checkpoint), **kwargs)
 
     # ------------------------------------------------------------------ prediction
@@ -240,6 +239,13 @@ def click_to_correct_instance(records: Sequence[dict], mask_of, clicks: Sequence
         if best_key is None or key > best_key:
             best, best_key = rec, key
     return best
+
+
+def run_defaults(cfg: DictConfig, device: Optional[str], naming: Optional[str]) -> Tuple[str, str]:
+    """The device (cuda when there is one and the run trained on it) and naming rule (the run's
+    ``inference.naming``) a Predictor of ``cfg`` uses unless given."""
+    device = device or ("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator == "cuda" else "cpu")
+    return device, naming or OmegaConf.select(cfg, "inference.naming") or "fused"
 
 
 def build_run_model(config: str, overrides: Sequence[str], meta: Mapping[str, Any],

@@ -120,11 +120,10 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
 
     group = OmegaConf.select(cfg, "data.vessel_group")
     if group:  # an unknown group fails here, not after the model is built
-        from sam3_angio.data.vessel_groups import group_vessels
+        from sam3_angio.data.vessel_groups import as_groups, group_vessels
 
-        groups = OmegaConf.select(cfg, "data.vessel_groups")
         try:
-            group_vessels(str(group), OmegaConf.to_container(groups, resolve=True) if groups is not None else None)
+            group_vessels(str(group), as_groups(OmegaConf.select(cfg, "data.vessel_groups")))
         except ConfigError as e:
             report.errors.append(str(e))
 
