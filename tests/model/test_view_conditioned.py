@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
 
-from conftest import run_train, small_run_overrides
 from sam3_angio.view_angles import ViewBatch
 from model_fixtures import last_step as _last, wrapper as _wrapper
 
@@ -165,32 +163,6 @@ def test_missing_phase1_checkpoint_is_an_error_unless_allowed(tiny_sam3, tmp_pat
         load_phase1(model, str(tmp_path / "none.pt"), require=True)
     load_phase1(model, str(tmp_path / "none.pt"), require=False)
     assert "phase 2 starts from the model's initial weights" in capsys.readouterr().out
-
-
-def test_phase1_then_phase2_through_train_py(tiny_data_root, tmp_path):
-    p1 = tmp_path / "p1"
-    run_train(["-c", "configs/angiography/vessel_segmentation.yaml", *small_run_overrides(tiny_data_root, p1, epochs=1)],
-              check=True)
-    phase1_ckpt = p1 / "checkpoints" / "checkpoint.pt"
-    p2 = tmp_path / "p2"
-
-    def phase2(epochs):
-        return run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, p2, epochs=epochs),
-                          f"paths.phase1_checkpoint={phase1_ckpt}", "init.require_phase1=true"], check=True)
-
-    out = phase2(1)
-    summary = [ln for ln in out.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
-    assert summary, out.stdout[-3000:]
-    phase1_sd = torch.load(phase1_ckpt, map_location="cpu", weights_only=True)["model"]
-    assert int(summary[0].split("loaded ")[1].split(",")[0]) == len(phase1_sd)
-    assert "new in phase 2" in out.stdout
-    ckpt = torch.load(p2 / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert all(f"detector.{k}" in ckpt["model"] for k in phase1_sd)
-    assert "segm.AP" in json.loads((p2 / "metrics.json").read_text())
-    # Resuming phase 2 uses its own checkpoint: the phase 1 initialiser does not run again.
-    again = phase2(2)
-    assert not [ln for ln in again.stdout.splitlines() if ln.startswith("checkpoint ") and "loaded" in ln]
-    assert "Resuming training from epoch: 1" in (p2 / "logs" / "log.txt").read_text()
 
 
 def test_the_head_also_learns_from_the_predicted_masks_matched_to_each_segment(tiny_sam3, cass_batch):

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import ROOT, kill_train_after, run_train, small_run_overrides
+from conftest import kill_train_after, run_train, small_run_overrides
 
 
 @pytest.mark.parametrize("config", ["configs/angiography/vessel_segmentation.yaml", "configs/angiography/cass.yaml",
@@ -94,19 +94,3 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_data_root, tmp_path)
     assert proc.returncode == 2
     assert "matched no tensor" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_default_demo_generates_data_on_first_use(tmp_path):
-    # The README's main command, from a fresh folder, made smaller: data are generated, converted and
-    # trained on; a second start reuses them.
-    cfg = str(ROOT / "configs" / "angiography" / "cass.yaml")
-    # (phase 1 first is tested in test_showcase.py; here the data path only)
-    small = ["data.demo.n_patients=6", "trainer.max_epochs=1", "profiles.sam3_tiny.limit_train_images=4",
-             "profiles.sam3_tiny.phase1_first=false"]
-    first = run_train(["-c", cfg, *small], cwd=tmp_path, check=True)
-    assert "generating" in first.stdout
-    assert (tmp_path / "data" / "synthetic_demo" / "coco_cass" / "train" / "annotations.json").is_file()
-    metrics = json.loads((tmp_path / "experiments" / "cass" / "metrics.json").read_text())
-    assert math.isfinite(metrics["segm.AP"])
-    second = run_train(["-c", cfg, *small, "paths.experiment_dir=experiments/again"], cwd=tmp_path, check=True)
-    assert "generating" not in second.stdout
