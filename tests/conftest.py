@@ -74,6 +74,37 @@ def run_train(args: List[str], cwd: Optional[Path] = None, timeout: int = 600, e
 
 
 
+def check_train(args: List[str], cwd: Optional[Path] = None, check: bool = False) -> subprocess.CompletedProcess:
+    """``tools/train.py ARGS`` for the paths that end before any training starts (``--check``,
+    ``--print-config``, a config/data error found by the preflight): ``cli.main`` in this process,
+    stdout/stderr captured, so each answer costs a fraction of a second instead of a new interpreter
+    importing torch and sam3 (~5 s). An exception that is not a clear user error propagates and fails
+    the test (in a subprocess it would be a traceback on stderr). Reaching the trainer is a test bug:
+    ``run_train`` is for runs that train."""
+    import contextlib
+    import io
+
+    from sam3_angio.training import launch
+    from sam3_angio.training.cli import main
+
+    def no_training(*_a, **_k):
+        raise AssertionError(f"check_train({args}) reached training: use run_train for a run that trains")
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_launch = os.getcwd(), launch.launch_local
+    launch.launch_local = no_training
+    try:
+        os.chdir(str(cwd or ROOT))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:
+        os.chdir(old_cwd)
+        launch.launch_local = old_launch
+    if check and rc != 0:
+        raise AssertionError(f"train.py {args} failed ({rc}):\n{out.getvalue()[-4000:]}\n{err.getvalue()[-4000:]}")
+    return subprocess.CompletedProcess(["tools/train.py", *args], rc, out.getvalue(), err.getvalue())
+
+
 def kill_train_after(args: List[str], path: Path, timeout: float = 400, after: float = 0.0) -> None:
     """Start ``python tools/train.py ARGS``, wait until ``path`` (a checkpoint) exists, wait ``after``
     seconds more, then kill -9 the whole process group: a crash, not a polite stop."""

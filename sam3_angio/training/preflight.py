@@ -118,6 +118,16 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         except ConfigError as e:
             report.errors.append(str(e))
 
+    modes = OmegaConf.select(cfg, "training.modes")
+    if modes is not None:  # the model builder raises the same error, after the data and model are built
+        from sam3_angio.model.view_conditioned import ViewConditionedSam3
+
+        try:
+            ViewConditionedSam3._check_modes(OmegaConf.to_container(modes, resolve=True) if OmegaConf.is_config(modes)
+                                   else modes)
+        except ConfigError as e:
+            report.errors.append(str(e))
+
     group = OmegaConf.select(cfg, "data.vessel_group")
     if group:  # an unknown group fails here, not after the model is built
         from sam3_angio.data.vessel_groups import as_groups, group_vessels

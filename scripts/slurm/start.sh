@@ -141,6 +141,9 @@ if ! alive slurmctld "$RUN_PIDFILE_CTLD"; then
         echo "SelectTypeParameters=CR_Core_Memory"
         echo "DefMemPerCPU=$def_mem"
         echo "SchedulerType=sched/backfill"
+        # Scheduling passes every few seconds (defaults: 60 s main, 30 s backfill): a requeued job starts
+        # again soon after cred_expire instead of waiting for the next minute's pass.
+        echo "SchedulerParameters=sched_interval=3,bf_interval=3"
         # Refuse at submission what this node can never run (instead of pending for ever).
         echo "EnforcePartLimits=ALL"
         echo "MpiDefault=none"

@@ -133,9 +133,9 @@ def test_adapter_file_round_trips_onto_the_base_weights(tiny_sam3, cass_batch, t
 
 
 def test_train_py_check_names_the_groups_of_a_misspelt_target():
-    from conftest import run_train
+    from conftest import check_train
 
-    out = run_train(["-c", "configs/angiography/cass.yaml", "--check", "model.name=sam3_tiny",
+    out = check_train(["-c", "configs/angiography/cass.yaml", "--check", "model.name=sam3_tiny",
                      "model.lora.enabled=true", "model.lora.targets=[vision_trunc]"])
     assert out.returncode != 0
     text = out.stdout + out.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kill_train_after, run_train, small_run_overrides
+from conftest import check_train, kill_train_after, run_train, small_run_overrides
 
 CASS = "configs/angiography/cass.yaml"
 VESSEL = "configs/angiography/vessel_segmentation.yaml"
@@ -38,10 +38,10 @@ def assert_nothing_trained(exp: Path):
 def test_batch_larger_than_training_split_is_an_error(tiny_data_root, tmp_path):
     exp = tmp_path / "exp"
     args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=5"]
-    check = run_train([*args, "--check"])
+    check = check_train([*args, "--check"])
     assert check.returncode == 1, check.stdout + check.stderr
     assert "0 optimiser steps" in check.stdout and "scratch.train_batch_size=5" in check.stdout
-    proc = run_train(args)
+    proc = check_train(args)
     assert proc.returncode == 2 and "0 optimiser steps" in proc.stderr and "Traceback" not in proc.stderr
     assert "run finished" not in proc.stdout
     assert_nothing_trained(exp)
@@ -51,7 +51,7 @@ def test_empty_training_split_is_an_error(tiny_data_root, tmp_path):
     root = copy_data(tiny_data_root, tmp_path / "data")
     edit_json(root / "coco_vessel" / "train" / "annotations.json", lambda d: d.update(images=[], annotations=[]))
     exp = tmp_path / "exp"
-    proc = run_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)])
+    proc = check_train(["-c", VESSEL, *small_run_overrides(root, exp, epochs=1)])
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "has no images" in proc.stderr and "0 optimiser steps" in proc.stderr
     assert_nothing_trained(exp)
@@ -76,7 +76,7 @@ def test_annotation_of_missing_image_id_is_an_error_also_in_check(tiny_data_root
     edit_json(root / "coco_cass" / split / "annotations.json",
               lambda d: d["annotations"][0].update(image_id=9999))
     exp = tmp_path / "exp"
-    check = run_train(["-c", CASS, *small_run_overrides(root, exp, epochs=1), "--check"])
+    check = check_train(["-c", CASS, *small_run_overrides(root, exp, epochs=1), "--check"])
     assert check.returncode == 1 and "config OK" not in check.stdout
     assert "annotations[0]" in check.stdout and "image_id 9999" in check.stdout
     assert f"{split}/annotations.json" in check.stdout
@@ -89,9 +89,9 @@ def test_one_missing_training_image_is_an_error(tiny_data_root, tmp_path):
     victim.unlink()
     exp = tmp_path / "exp"
     args = ["-c", CASS, *small_run_overrides(root, exp, epochs=1)]
-    check = run_train([*args, "--check"])
+    check = check_train([*args, "--check"])
     assert check.returncode == 1 and victim.name in check.stdout and "1 of 4 image files missing" in check.stdout
-    proc = run_train(args)
+    proc = check_train(args)
     assert proc.returncode == 2 and victim.name in proc.stderr
     assert_nothing_trained(exp)
 
@@ -99,9 +99,9 @@ def test_one_missing_training_image_is_an_error(tiny_data_root, tmp_path):
 def test_misspelt_data_root_is_an_error_not_generated_demo_data(tmp_path):
     cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
     args = ["-c", cfg, "paths.data_root=data/studdy", "trainer.max_epochs=1"]
-    check = run_train([*args, "--check"], cwd=tmp_path)
+    check = check_train([*args, "--check"], cwd=tmp_path)
     assert check.returncode == 1 and "paths.data_root=" in check.stdout and "studdy does not exist" in check.stdout
-    proc = run_train(args, cwd=tmp_path)
+    proc = check_train(args, cwd=tmp_path)
     assert proc.returncode == 2 and "studdy does not exist" in proc.stderr and "generating" not in proc.stdout
     assert not (tmp_path / "data" / "studdy").exists()
     assert not (tmp_path / "experiments").exists()
@@ -109,7 +109,7 @@ def test_misspelt_data_root_is_an_error_not_generated_demo_data(tmp_path):
 
 def test_explicit_switch_generates_demo_data_anywhere(tmp_path):
     cfg = str(Path(__file__).resolve().parents[2] / "configs" / "angiography" / "cass.yaml")
-    check = run_train(["-c", cfg, "paths.data_root=elsewhere", "data.demo.generate_if_missing=true", "--check"],
+    check = check_train(["-c", cfg, "paths.data_root=elsewhere", "data.demo.generate_if_missing=true", "--check"],
                       cwd=tmp_path)
     assert check.returncode == 0 and "will be generated there" in check.stdout
 
@@ -133,7 +133,7 @@ def test_sam3_env_logging_is_replaced_by_an_allow_list(monkeypatch, caplog):
 
 def _fake_previous_run(exp: Path, config: str, overrides) -> None:
     """A folder as a finished run of ``config`` leaves it: its resolved config and a checkpoint.pt."""
-    shown = run_train(["-c", config, *overrides, "--print-config"], check=True)
+    shown = check_train(["-c", config, *overrides, "--print-config"], check=True)
     exp.mkdir(parents=True, exist_ok=True)
     (exp / "config_resolved.yaml").write_text(shown.stdout)
     (exp / "checkpoints").mkdir(exist_ok=True)
@@ -147,11 +147,11 @@ def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_pat
     exp = tmp_path / "exp"
     _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
     before = outputs(exp)
-    check = run_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    check = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
     assert check.returncode == 1, check.stdout
     assert "another run's checkpoint.pt" in check.stdout and "data.task: 'vessel'" in check.stdout
     assert "--restart" in check.stdout and "paths.experiment_dir" in check.stdout
-    same = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    same = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
     assert same.returncode == 0, same.stdout  # the same run resumes
     assert outputs(exp) == before
 
@@ -177,7 +177,7 @@ def test_second_run_in_a_folder_stops_naming_the_first(tiny_data_root, tmp_path)
     exp.mkdir()
     lock = exp / ".run.lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "earlier"}))
-    proc = run_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1)])
+    proc = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1)])
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"in use by pid {os.getpid()} on host {socket.gethostname()}" in proc.stderr
     assert lock.is_file() and not (exp / "config.yaml").exists()
@@ -210,7 +210,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 ])
 def test_override_keys_nothing_reads_are_errors_with_did_you_mean(override, hint):
     for extra in ([], ["--check"]):
-        proc = run_train(["-c", CASS, override, *extra])
+        proc = check_train(["-c", CASS, override, *extra])
         assert proc.returncode == 2, proc.stdout + proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error:") and override in last and hint in last, last
@@ -218,7 +218,7 @@ def test_override_keys_nothing_reads_are_errors_with_did_you_mean(override, hint
 
 
 def test_override_keys_that_are_read_are_accepted():
-    proc = run_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
+    proc = check_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
                       "+scratch.loss_terms.extra._target_=sam3_angio.losses.BoxLoss"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

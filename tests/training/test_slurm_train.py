@@ -1,6 +1,6 @@
 """The real command on the real one-node SLURM cluster: ``tools/train.py --use-cluster 1`` trains the tiny
-SAM3, writes its checkpoint and metrics, a second submission resumes, and a job preempted mid-run is
-requeued and resumes from its checkpoint.pt."""
+SAM3, writes its checkpoint and metrics, a job preempted mid-run is requeued and resumes from its
+checkpoint.pt, and a second submission resumes."""
 
 from __future__ import annotations
 
@@ -36,34 +36,14 @@ def checkpoint_epoch(exp: Path) -> int:
     return torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)["epoch"]
 
 
-def test_cluster_training_writes_checkpoint_and_metrics_and_resubmission_resumes(
+def test_cluster_training_survives_preemption_writes_checkpoint_and_metrics_and_resubmission_resumes(
         slurm_cluster, tiny_data_root, tmp_path):
+    # One job does the three things a cluster user relies on (each a minute of CPU on its own):
+    # it trains and writes checkpoint + metrics, it is preempted mid-run, requeued and resumes from its
+    # checkpoint.pt, and a later submission of the same command resumes instead of starting over.
     exp = tmp_path / "exp"
-    job, proc = submit_train(tiny_data_root, exp, epochs=2)
+    job, proc = submit_train(tiny_data_root, exp, epochs=3)
     assert "cpu (gloo, no GPUs requested)" in proc.stdout  # no GPU here: CPU ranks
-    wait_for_job(job, timeout=600)
-    job.result()  # raises with the task's traceback if training failed
-    if slurm_cluster.accounting:
-        assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
-    assert checkpoint_epoch(exp) == 2
-    metrics = json.loads((exp / "metrics.json").read_text())
-    assert 0.0 <= metrics["segm.AP"] <= 1.0 and metrics["epoch"] == 1
-    assert train_epochs(exp) == [0, 1]
-
-    # Same command, one more epoch: the new job resumes from checkpoint.pt instead of starting over.
-    job2, _ = submit_train(tiny_data_root, exp, epochs=3)
-    assert job2.paths.folder != job.paths.folder  # a fresh submitit folder per submission
-    wait_for_job(job2, timeout=600)
-    job2.result()
-    assert "Resuming training from epoch: 2" in (exp / "logs" / "log.txt").read_text()
-    assert train_epochs(exp) == [0, 1, 2]
-    assert checkpoint_epoch(exp) == 3
-
-
-def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(
-        slurm_cluster, tiny_data_root, tmp_path):
-    exp = tmp_path / "exp"
-    job, _ = submit_train(tiny_data_root, exp, epochs=3)
     ckpt = exp / "checkpoints" / "checkpoint.pt"
     deadline = time.time() + 600
     while not ckpt.exists():  # epoch 0 is done and saved; epoch 1 is under way
@@ -73,12 +53,25 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(
     assert checkpoint_epoch(exp) == 1
     job._interrupt()  # preemption: SIGTERM, then submitit's SIGUSR2 -> checkpoint() + requeue
     wait_for_job(job, timeout=600)
-    job.result()
+    job.result()  # raises with the task's traceback if training failed
+    if slurm_cluster.accounting:
+        assert slurm_cluster.sacct_state(job.job_id) == "COMPLETED"
     log = (exp / "logs" / "log.txt").read_text()
     assert "Resuming training from epoch: 1" in log
     # Epoch 0 ran once; epoch 1 (interrupted) and 2 completed after the requeue: never epoch 0 again.
     assert train_epochs(exp) == [0, 1, 2]
     assert checkpoint_epoch(exp) == 3
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert 0.0 <= metrics["segm.AP"] <= 1.0 and metrics["epoch"] == 2
     # SAM3's logging sends INFO lines to stdout: read both streams submit() pointed at.
     logs = job.paths.stdout.read_text() + job.paths.stderr.read_text()
     assert "Requeued job" in logs and "run 2" in logs
+
+    # Same command, one more epoch: the new job resumes from checkpoint.pt instead of starting over.
+    job2, _ = submit_train(tiny_data_root, exp, epochs=4)
+    assert job2.paths.folder != job.paths.folder  # a fresh submitit folder per submission
+    wait_for_job(job2, timeout=600)
+    job2.result()
+    assert "Resuming training from epoch: 3" in (exp / "logs" / "log.txt").read_text()
+    assert train_epochs(exp) == [0, 1, 2, 3]
+    assert checkpoint_epoch(exp) == 4

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import kill_train_after, run_train, small_run_overrides
+from conftest import check_train, kill_train_after, run_train, small_run_overrides
 
 
 @pytest.mark.parametrize("config", ["configs/angiography/vessel_segmentation.yaml", "configs/angiography/cass.yaml",
@@ -49,7 +49,7 @@ def test_interrupted_run_resumes_at_epoch_1(tiny_data_root, tmp_path):
 
 def test_check_names_a_misspelt_target():
     # The real config with one _target_ misspelt through an override.
-    proc = run_train(["-c", "configs/angiography/cass.yaml", "--check",
+    proc = check_train(["-c", "configs/angiography/cass.yaml", "--check",
                       "trainer.model._target_=sam3_angio.model.builders.build_modle"])
     assert proc.returncode == 1
     assert "trainer.model._target_" in proc.stdout
@@ -58,7 +58,7 @@ def test_check_names_a_misspelt_target():
 
 def test_check_passes_on_shipped_configs():
     for cfg in ("vessel_segmentation", "cass", "stenosis"):
-        proc = run_train(["-c", f"configs/angiography/{cfg}.yaml", "--check"])
+        proc = check_train(["-c", f"configs/angiography/{cfg}.yaml", "--check"])
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "config OK" in proc.stdout
 
@@ -80,7 +80,7 @@ def test_list_shows_registered_components():
     ],
 )
 def test_user_mistakes_give_one_clear_message(args, needle):
-    proc = run_train(args)
+    proc = check_train(args)
     assert proc.returncode != 0
     assert needle in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 
-from conftest import run_train, small_run_overrides
+from conftest import check_train, run_train, small_run_overrides
 
 
 def _tensorboard_tags(exp) -> set:
@@ -49,7 +49,11 @@ def test_proofread_alone_trains(tiny_data_root, tmp_path):
 
 
 def test_an_unknown_mode_is_a_config_error(tiny_data_root, tmp_path):
-    proc = run_train(["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, tmp_path, epochs=1),
-                      "model.class_ids=[1,2,12,13]", "training.modes=[automatic,clicky]"])
+    args = ["-c", "configs/angiography/cass.yaml", *small_run_overrides(tiny_data_root, tmp_path, epochs=1),
+            "model.class_ids=[1,2,12,13]", "training.modes=[automatic,clicky]"]
+    check = check_train([*args, "--check"])  # found before anything is built
+    assert check.returncode == 1 and "training.modes" in check.stdout and "clicky" in check.stdout
+    proc = check_train(args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "training.modes" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
