@@ -139,10 +139,14 @@ def build_sam3_tiny(
                            dropout=0.0, residual=True, out_norm=nn.LayerNorm(D_MODEL)),
         )
         seg_head = None
+        # Activation checkpointing off where SAM3 lets it be (segmentation head, geometry encoder): it
+        # trades compute for memory the tiny model does not need; gradients are bit-identical and a
+        # step is about 13 % shorter (224 px, 2 cores). SAM3's encoder and decoder assert it on in
+        # training, so theirs stays.
         if enable_segmentation:
             seg_head = UniversalSegmentationHead(
                 hidden_dim=D_MODEL, upsampling_stages=3, aux_masks=False, presence_head=False,
-                dot_product_scorer=None, act_ckpt=True, cross_attend_prompt=_mha(),
+                dot_product_scorer=None, act_ckpt=False, cross_attend_prompt=_mha(),
                 pixel_decoder=PixelDecoder(num_upsampling_stages=3, interpolation_mode="nearest",
                                            hidden_dim=D_MODEL),
             )
@@ -155,7 +159,7 @@ def build_sam3_tiny(
         geometry = SequenceGeometryEncoder(
             pos_enc=pos_enc(), encode_boxes_as_points=False, points_direct_project=True,
             points_pool=True, points_pos_enc=True, boxes_direct_project=True, boxes_pool=True,
-            boxes_pos_enc=True, d_model=D_MODEL, num_layers=1, layer=geo_layer, use_act_ckpt=True,
+            boxes_pos_enc=True, d_model=D_MODEL, num_layers=1, layer=geo_layer, use_act_ckpt=False,
             add_cls=True, add_post_encode_proj=True,
         )
         matcher = None
