@@ -11,6 +11,11 @@ from typing import List, Optional
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The real ARCADE validation splits: ../shared/data/arcade beside the checkout, else the workplace's copy
+#: (a clone made elsewhere, e.g. by CI, still finds them).
+ARCADE = ROOT.parent / "shared" / "data" / "arcade"
+if not ARCADE.is_dir():
+    ARCADE = Path("/work/shared/data/arcade")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 

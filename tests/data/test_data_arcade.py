@@ -16,10 +16,9 @@ from pycocotools import mask as mask_util
 from sam3_angio.data.arcade import ArcadeImportError, import_arcade
 from sam3_angio.data.coco_io import decode_segmentation
 
+from conftest import ARCADE  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-ARCADE = ROOT.parent / "shared" / "data" / "arcade"
-if not ARCADE.is_dir():
-    ARCADE = Path("/work/shared/data/arcade")
 SYNTAX = ARCADE / "syntax_val"
 STENOSIS = ARCADE / "stenosis_val"
 

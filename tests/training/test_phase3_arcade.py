@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_train, small_run_overrides
+from conftest import ARCADE, ROOT, run_train, small_run_overrides
 
-ARCADE = ROOT.parent / "shared" / "data" / "arcade"
-if not ARCADE.is_dir():
-    ARCADE = Path("/work/shared/data/arcade")
 STENOSIS = ARCADE / "stenosis_val"
 
 
