@@ -73,9 +73,15 @@ def run_train(args: List[str], cwd: Optional[Path] = None, timeout: int = 600, e
         [sys.executable, str(ROOT / "tools" / "train.py"), *args],
         cwd=str(cwd or ROOT), capture_output=True, text=True, timeout=timeout, env=full_env,
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"train.py {args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    if check:
+        _assert_ok(args, proc)
     return proc
+
+
+def _assert_ok(args: List[str], proc: subprocess.CompletedProcess) -> None:
+    if proc.returncode != 0:
+        raise AssertionError(f"train.py {args} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
 
 
 
@@ -105,9 +111,10 @@ def check_train(args: List[str], cwd: Optional[Path] = None, check: bool = False
     finally:
         os.chdir(old_cwd)
         launch.launch_local = old_launch
-    if check and rc != 0:
-        raise AssertionError(f"train.py {args} failed ({rc}):\n{out.getvalue()[-4000:]}\n{err.getvalue()[-4000:]}")
-    return subprocess.CompletedProcess(["tools/train.py", *args], rc, out.getvalue(), err.getvalue())
+    proc = subprocess.CompletedProcess(["tools/train.py", *args], rc, out.getvalue(), err.getvalue())
+    if check:
+        _assert_ok(args, proc)
+    return proc
 
 
 def kill_train_after(args: List[str], path: Path, timeout: float = 400, after: float = 0.0) -> None:

@@ -13,11 +13,9 @@ command line is reported in a second, not after four seconds of imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sam3_angio.lazy import lazy_exports
 
-#: public name -> the submodule that defines it
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "arcade_f1_segmentation": "arcade_f1", "arcade_f1_stenosis": "arcade_f1", "dice_f1": "arcade_f1",
     "CassEvaluator": "cass_metrics", "classification_metrics": "cass_metrics", "load_cass_logits": "cass_metrics",
     "CocoEvaluator": "coco", "summarize_stat": "coco",
@@ -30,19 +28,4 @@ _EXPORTS = {
     "NamingEvaluator": "naming_metrics",
     "IGNORE_REASONS": "predictions", "PredictionSet": "predictions", "load_predictions": "predictions",
     "AngioValMeter": "meter",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+})

@@ -8,27 +8,11 @@ importing one light submodule does not import sam3.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sam3_angio.lazy import lazy_exports
 
-_EXPORTS = {
-    "NAMING_RULES": ("naming", "RULES"),
-    "predict_instances": ("postprocess", "predict_instances"),
-    "Predictor": ("predictor", "Predictor"),
-    "as_view": ("predictor", "as_view"),
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = _EXPORTS[name]
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "NAMING_RULES": "naming:RULES",
+    "predict_instances": "postprocess",
+    "Predictor": "predictor",
+    "as_view": "predictor",
+})

@@ -49,6 +49,19 @@ log = logging.getLogger(__name__)
 
 Spec = Union[str, Mapping[str, Any]]
 MODES = ("automatic", "proofread")
+
+
+def check_modes(modes: Sequence[str]) -> tuple:
+    """``training.modes`` as a tuple; a ConfigError unless it is a non-empty list of distinct known modes
+    (also run by ``--check``, before anything is built)."""
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    bad = [m for m in modes if m not in MODES]
+    if not modes or bad or len(set(modes)) != len(modes):
+        raise ConfigError(f"training.modes={list(modes)}: expected a non-empty list of distinct modes from "
+                          f"{list(MODES)}, e.g. [automatic, proofread]")
+    return modes
+
+
 PROOFREAD_DEFAULTS = {"num_pos_points": 3, "num_neg_points": 1, "point_sampling": "uniform"}
 
 
@@ -114,7 +127,7 @@ class ViewConditionedSam3(nn.Module):
         self.regression_head = (HEADS.build(regression_head, channels=channels, view_dim=view_dim)
                                 if regression_head is not None else None)
         self.register_buffer("_cat_to_class", self._category_table(self.class_ids), persistent=False)
-        self.modes = self._check_modes(modes)
+        self.modes = check_modes(modes)
         self.prompt_encoder = (PROMPT_ENCODERS.build(prompt_encoder or "sparse_conv", channels=channels,
                                                      num_classes=len(self.class_ids))
                                if "proofread" in self.modes else None)
@@ -132,15 +145,6 @@ class ViewConditionedSam3(nn.Module):
         for i, c in enumerate(class_ids):
             table[c] = i
         return table
-
-    @staticmethod
-    def _check_modes(modes: Sequence[str]) -> tuple:
-        modes = (modes,) if isinstance(modes, str) else tuple(modes)
-        bad = [m for m in modes if m not in MODES]
-        if not modes or bad or len(set(modes)) != len(modes):
-            raise ConfigError(f"training.modes={list(modes)}: expected a non-empty list of distinct modes from "
-                              f"{list(MODES)}, e.g. [automatic, proofread]")
-        return modes
 
     @staticmethod
     def _check_proofread(proofread: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -120,11 +120,10 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
 
     modes = OmegaConf.select(cfg, "training.modes")
     if modes is not None:  # the model builder raises the same error, after the data and model are built
-        from sam3_angio.model.view_conditioned import ViewConditionedSam3
+        from sam3_angio.model.view_conditioned import check_modes
 
         try:
-            ViewConditionedSam3._check_modes(OmegaConf.to_container(modes, resolve=True) if OmegaConf.is_config(modes)
-                                   else modes)
+            check_modes(OmegaConf.to_object(modes) if OmegaConf.is_config(modes) else modes)
         except ConfigError as e:
             report.errors.append(str(e))
 

@@ -16,7 +16,7 @@ from pycocotools import mask as mask_util
 from sam3_angio.data.arcade import ArcadeImportError, import_arcade
 from sam3_angio.data.coco_io import decode_segmentation
 
-from conftest import ARCADE  # noqa: E402
+from conftest import ARCADE
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTAX = ARCADE / "syntax_val"

@@ -17,7 +17,7 @@ from sam3_angio.evaluation.coco import PER_CLASS_STATS, STAT_NAMES
 from sam3_angio.evaluation.perturb import gt_as_predictions
 from sam3_angio.evaluation.synthetic import jittered_predictions, synthetic_coco
 
-from conftest import ARCADE  # noqa: E402
+from conftest import ARCADE
 PER_CLASS_INDEX = {"AP": 0, "AP50": 1, "AP75": 2, "AR100": 8}
 
 
