@@ -1,7 +1,7 @@
 """The package's layers import downwards only, never up and never in a circle (DESIGN.md):
 
     tools -> training -> evaluation -> inference -> (model, losses, transforms, data, qca, config)
-          -> (registry, errors, cass, view_angles, cpu_compat)
+          -> (registry, errors, cass, view_angles, cpu_compat, lazy)
 
 Every import statement counts, also the ones inside functions (a lazy upward import is still an
 upward dependency)."""
@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sam3_angio"
 # Rank of each part of the package; a module may import its own part or parts of a lower rank, and parts of
 # the same rank only without a cycle between them.
 RANK = {
-    "errors": 0, "registry": 0, "cass": 0, "view_angles": 0, "cpu_compat": 0,
+    "errors": 0, "registry": 0, "cass": 0, "view_angles": 0, "cpu_compat": 0, "lazy": 0,
     "data": 1, "transforms": 1, "model": 1, "losses": 1, "qca": 1, "config": 1,
     "inference": 2,
     "evaluation": 3,

@@ -139,10 +139,11 @@ def build_sam3_tiny(
                            dropout=0.0, residual=True, out_norm=nn.LayerNorm(D_MODEL)),
         )
         seg_head = None
-        # Activation checkpointing off where SAM3 lets it be (segmentation head, geometry encoder): it
-        # trades compute for memory the tiny model does not need; gradients are bit-identical and a
-        # step is about 13 % shorter (224 px, 2 cores). SAM3's encoder and decoder assert it on in
-        # training, so theirs stays.
+        # Activation checkpointing off where SAM3 lets it be (segmentation head - its pixel decoder and,
+        # in Sam3Image, the whole head - and the geometry encoder; the vision trunk by the profile's
+        # model.activation_checkpointing): it trades compute for memory the tiny model does not need;
+        # gradients are bit-identical (bench/bench_act_ckpt.py). SAM3's fusion encoder and decoder
+        # assert it on in training, so theirs stays.
         if enable_segmentation:
             seg_head = UniversalSegmentationHead(
                 hidden_dim=D_MODEL, upsampling_stages=3, aux_masks=False, presence_head=False,
@@ -173,7 +174,7 @@ def build_sam3_tiny(
             backbone=backbone, transformer=transformer, input_geometry_encoder=geometry,
             segmentation_head=seg_head, num_feature_levels=1, o2m_mask_predict=True,
             dot_prod_scoring=scoring, use_instance_query=False, multimask_output=True,
-            inst_interactive_predictor=None, matcher=matcher,
+            inst_interactive_predictor=None, matcher=matcher, use_act_checkpoint_seg_head=False,
         )
     finally:
         if gen_state is not None:
