@@ -7,12 +7,12 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 
-def make_batches(data_root: Path, task: str, n: int = 1, split: str = "train"):
+def make_batches(data_root: Path, task: str, n: int = 1, split: str = "train", overrides=()):
     """Real batches from our dataset + SAM3's transforms + our collate, as the trainer builds them."""
     from sam3_angio.config import compose, finalize
 
     cfg = finalize(compose(task, [f"paths.data_root={data_root}", "model.name=sam3_tiny",
-                                  "data.demo.generate_if_missing=false"]))
+                                  "data.demo.generate_if_missing=false", *overrides]))
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))

@@ -35,16 +35,19 @@ def _run(code_or_args, plugin_path: Path, tool: bool = False):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_the_plugins_parts_are_listed_and_a_config_using_them_checks(plugin_path, tiny_data_root):
+def test_the_plugins_parts_are_listed_and_a_config_using_them_checks(plugin_path, tiny_data_root, tmp_path):
     listed = _run(["--list"], plugin_path, tool=True)
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert re.search(r"quadrant\s+angio_example_plugin\.quadrant\.QuadrantViewEncoder", listed.stdout)
     assert "CassEntropyPenalty" in listed.stdout
+    # (a folder of this test's own: the checkout's experiments/ may hold a demo run on other data)
     check = _run(["-c", "cass", "--check", "model.view.encoder=quadrant", f"paths.data_root={tiny_data_root}",
+                  f"paths.experiments_root={tmp_path}",
                   "+scratch.loss_terms.entropy._target_=angio_example_plugin.entropy.CassEntropyPenalty",
                   "+scratch.loss_terms.entropy.weight=0.1"], plugin_path, tool=True)
     assert check.returncode == 0 and "config OK" in check.stdout, check.stdout[-2000:] + check.stderr[-2000:]
-    typo = _run(["-c", "cass", "--check", "model.view.encoder=quadrnt", f"paths.data_root={tiny_data_root}"],
+    typo = _run(["-c", "cass", "--check", "model.view.encoder=quadrnt", f"paths.data_root={tiny_data_root}",
+                 f"paths.experiments_root={tmp_path}"],
                 plugin_path, tool=True)
     assert typo.returncode == 1 and "Did you mean 'quadrant'" in typo.stdout
 

@@ -24,13 +24,17 @@ ATTACH_KEYS = ("cass_segment", "cass_segment_name", "cass_segment_overlap", "cas
 
 
 def _region(inst: dict, shape: Optional[Tuple[int, int]]) -> Optional[np.ndarray]:
-    """An instance's mask (H, W) bool: its RLE, else its box [x, y, w, h] filled (needs ``shape``)."""
+    """An instance's mask (H, W) bool: its RLE, else (no mask, or a mask left empty by the mask
+    threshold - the detection still stands) its box [x, y, w, h] filled (needs ``shape``)."""
     seg = inst.get("segmentation")
     if isinstance(seg, dict) and "counts" in seg:
         rle = dict(seg)
         if isinstance(rle["counts"], str):
             rle["counts"] = rle["counts"].encode("ascii")
-        return mask_utils.decode(rle).astype(bool)
+        m = mask_utils.decode(rle).astype(bool)
+        if m.any() or inst.get("bbox") is None:
+            return m
+        shape = shape or m.shape
     box = inst.get("bbox")
     if box is None or shape is None:
         return None

@@ -16,8 +16,10 @@ from sam3_angio.errors import UserError
 
 #: The config sections a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("data", "model")
-#: Settings inside those sections that do not change what is trained.
-RESUME_IGNORED = ("data.demo",)
+#: Settings inside those sections that do not change what is trained (memory/time trades with equal results).
+RESUME_IGNORED = ("data.demo", "model.activation_checkpointing", "model.shared_image_work")
+#: Differences named first in the message: what tells two runs apart at a glance.
+RESUME_FIRST = ("data.task", "model.resolved", "data.train_json", "model.class_ids")
 LOCK_NAME = ".run.lock"
 
 
@@ -64,15 +66,20 @@ def resume_differences(cfg: DictConfig) -> List[str]:
         return []
     saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
     now = OmegaConf.to_container(cfg, resolve=True)
-    diffs = []
+    keys = []
     for section in RESUME_KEYS:
         a, b = _flat(saved.get(section, {}), section), _flat(now.get(section, {}), section)
         for key in sorted(set(a) | set(b)):
             if any(key == p or key.startswith(p + ".") for p in RESUME_IGNORED):
                 continue
+            # A key the folder's run does not have is a setting added to the configs since it was
+            # written: resuming applies its default, as a new run would.
+            if key not in a:
+                continue
             if a.get(key) != b.get(key):
-                diffs.append(f"{key}: {a.get(key)!r} in the folder's run, {b.get(key)!r} now")
-    return diffs
+                keys.append((key, f"{key}: {a.get(key)!r} in the folder's run, {b.get(key)!r} now"))
+    keys.sort(key=lambda kv: (RESUME_FIRST.index(kv[0]) if kv[0] in RESUME_FIRST else len(RESUME_FIRST), kv[0]))
+    return [text for _, text in keys]
 
 
 def resume_error(cfg: DictConfig) -> Optional[str]:

@@ -127,6 +127,15 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
         except ConfigError as e:
             report.errors.append(str(e))
 
+    if OmegaConf.select(cfg, "data.max_phrases_per_frame") is not None:  # before the data loader is built
+        from sam3_angio.transforms.queries import SamplePhrases
+
+        try:
+            SamplePhrases(OmegaConf.select(cfg, "data.max_phrases_per_frame"),
+                          OmegaConf.select(cfg, "data.negative_phrase_fraction", default=0.25))
+        except ConfigError as e:
+            report.errors.append(str(e))
+
     group = OmegaConf.select(cfg, "data.vessel_group")
     if group:  # an unknown group fails here, not after the model is built
         from sam3_angio.data.vessel_groups import as_groups, group_vessels

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 # Overrides of a phase 2 command that mean the same to phase 1 (data, model size, budget, machine).
 PASSED_TO_PHASE1 = ("paths.data_root", "paths.sam3_checkpoint", "model.name", "profiles.", "data.demo.",
                     "trainer.max_epochs", "trainer.accelerator", "trainer.seed_value", "launcher.")
-SUMMARY = ("dice", "cldice", "segm.AP50", "segm.AP", "bbox.AP50", "cass.naming_top1")
+SUMMARY = ("dice", "cldice", "segm.AP50", "segm.AP", "bbox.AP50", "cass.naming_top1", "cass_head.top1_gt_regions")
 CURVE_PNG, OVERLAY_PNG, SUMMARY_JSON = "learning_curve.png", "val_overlay.png", "learning_summary.json"
 
 
@@ -136,4 +136,14 @@ def summarise(cfg: DictConfig, start: Optional[Dict[str, float]], phase1: Option
     lines = ["  learnt (validation, whole tree; untrained start -> after phase 1):"]
     for key, a, b in rows:
         lines.append(f"    {key:<24} {'n/a' if a is None else f'{a:.4f}'} -> {b:.4f}")
+    naming, head = num(end, "cass.naming_top1"), num(end, "cass_head.top1_gt_regions")
+    if naming is not None or head is not None:
+        n_cls = len(OmegaConf.select(cfg, "model.class_ids") or []) or None
+        chance = f" (chance {1 / n_cls:.3f})" if n_cls else ""
+        lines.append("  phase 2 (CASS naming, from phase 1; its demo budget is a few steps, so expect it near "
+                     "chance - docs/learning.md):")
+        if naming is not None:
+            lines.append(f"    {'cass.naming_top1':<24} {naming:.4f}  (predicted segments named right)")
+        if head is not None:
+            lines.append(f"    {'cass_head.top1_gt_regions':<24} {head:.4f}{chance}  (the head on the true regions)")
     return "\n".join(lines)

@@ -6,12 +6,14 @@ from sam3_angio.transforms.flip import RandomFlipWithViewAngles, apply_flip, fli
 from sam3_angio.transforms.frame import PrepareXRayFrame, prepare_frame
 from sam3_angio.transforms.geometric import RandomAffineWithTargets, apply_affine
 from sam3_angio.transforms.photometric import XRayPhotometricAugment
+from sam3_angio.transforms.queries import SamplePhrases
 from sam3_angio.transforms.targets import dropped_object_counts, reset_dropped_object_counts
 
 __all__ = [
     "PrepareXRayFrame",
     "RandomAffineWithTargets",
     "RandomFlipWithViewAngles",
+    "SamplePhrases",
     "XRayPhotometricAugment",
     "apply_affine",
     "apply_flip",

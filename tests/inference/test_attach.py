@@ -57,6 +57,10 @@ def test_segments_below_the_score_threshold_and_boxes_without_masks():
     (out,) = attach_cass_segments([box_only], [weak_lad, _inst(rca, 2, 0.9)], score_thr=0.2)
     assert out["cass_segment"] == 13  # 12 rows x 6 columns of LAD beat 6 x 10 of RCA
     assert attach_cass_segments([box_only], [])[0]["cass_segment"] is None
+    # a detection whose mask the threshold left empty is placed by its box
+    empty = _inst(np.zeros_like(lad), 1, 0.9, bbox=[18.0, 36.0, 10.0, 12.0])
+    (out,) = attach_cass_segments([empty], [weak_lad, _inst(rca, 2, 0.9)], score_thr=0.2)
+    assert out["cass_segment"] == 13
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +96,9 @@ def test_predict_with_a_cass_run_attaches_each_stenosis(stenosis_predictor, cass
     for ann in doc["annotations"]:
         assert {"cass_segment", "cass_segment_name", "cass_segment_overlap"} <= set(ann)
         st = mask_utils.decode({**ann["segmentation"], "counts": ann["segmentation"]["counts"].encode()}).astype(bool)
+        if not st.any():  # a mask left empty by the threshold: the detection is placed by its box
+            x, y, w, h = ann["bbox"]
+            st[max(0, int(np.floor(y))):max(0, int(np.ceil(y + h))), max(0, int(np.floor(x))):max(0, int(np.ceil(x + w)))] = True
         overlaps = [int((st & m.astype(bool)).sum()) for _, m in masks]
         if not overlaps or max(overlaps) == 0:
             assert ann["cass_segment"] is None

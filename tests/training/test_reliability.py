@@ -156,6 +156,23 @@ def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_pat
     assert outputs(exp) == before
 
 
+def test_a_run_from_before_a_setting_existed_resumes_but_a_changed_setting_does_not(tiny_data_root, tmp_path):
+    import yaml
+
+    exp = tmp_path / "exp"
+    over = small_run_overrides(tiny_data_root, exp, epochs=1)
+    _fake_previous_run(exp, VESSEL, over)
+    saved = yaml.safe_load((exp / "config_resolved.yaml").read_text())
+    del saved["data"]["max_phrases_per_frame"]  # as written by a version without that setting
+    (exp / "config_resolved.yaml").write_text(yaml.safe_dump(saved))
+    assert check_train(["-c", VESSEL, *over, "--check"]).returncode == 0
+    # a memory/time switch with equal results is not another run either
+    flipped = check_train(["-c", VESSEL, *over, "model.activation_checkpointing=true", "--check"])
+    assert flipped.returncode == 0, flipped.stdout
+    changed = check_train(["-c", VESSEL, *over, "data.labels_exhaustive=false", "--check"])
+    assert changed.returncode == 1 and "data.labels_exhaustive: True in the folder's run, False now" in changed.stdout
+
+
 def test_restart_keeps_the_earlier_run_aside(tiny_data_root, tmp_path):
     from sam3_angio.config import compose, finalize
     from sam3_angio.training.experiment import resume_error, restart
@@ -217,8 +234,9 @@ def test_override_keys_nothing_reads_are_errors_with_did_you_mean(override, hint
         assert "Traceback" not in proc.stderr
 
 
-def test_override_keys_that_are_read_are_accepted():
-    proc = check_train(["-c", CASS, "--check", "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
+def test_override_keys_that_are_read_are_accepted(tmp_path):
+    proc = check_train(["-c", CASS, "--check", f"paths.experiments_root={tmp_path}",
+                        "+trainer.checkpoint.resume_from=/x/checkpoint.pt",
                       "+scratch.loss_terms.extra._target_=sam3_angio.losses.BoxLoss"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -285,7 +303,8 @@ def test_kill9_mid_epoch_loses_at_most_save_every_steps(tiny_data_root, tmp_path
     args = ["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "scratch.train_batch_size=1",
             f"trainer.checkpoint.save_every_steps={every}", "trainer.best_checkpoint.metric=null"]
     ckpt_path = exp / "checkpoints" / "checkpoint.pt"
-    kill_train_after(args, ckpt_path, timeout=400, after=1.0)  # killed well into the next step
+    # killed as soon as the step-2 checkpoint is there: a later kill can land after epoch 0 ends on a fast machine
+    kill_train_after(args, ckpt_path, timeout=400)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["angio_progress"]["batches_done"] == every
     shown = [int(m) for m in re.findall(r"Train Epoch: \[0\]\[\s*(\d+)/", (exp / "logs" / "log.txt").read_text())]
