@@ -46,10 +46,16 @@ class LoadReport:
             f"checkpoint {self.source}: loaded {len(self.loaded)}, missing {len(self.missing)}, "
             f"unexpected {len(self.unexpected)}, shape mismatches {len(self.mismatched)}"
         ]
+        # What loaded, by SAM3 part (the two backbones apart; a line a person reads); what did not, one
+        # level deeper.
         for title, keys in (("loaded", self.loaded), ("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
-                groups = ", ".join(f"{g}: {n}" for g, n in self.by_group(keys).items())
-                lines.append(f"  {title} by module: {groups}")
+                if title == "loaded":
+                    counts = dict(sorted(Counter(self.group(k, 2 if k.startswith("backbone.") else 1)
+                                                 for k in keys).items()))
+                else:
+                    counts = self.by_group(keys)
+                lines.append(f"  {title} by module: {', '.join(f'{g}: {n}' for g, n in counts.items())}")
         for k, want, got in self.mismatched[:10]:
             lines.append(f"  shape mismatch {k}: model {want}, checkpoint {got}")
         return "\n".join(lines)

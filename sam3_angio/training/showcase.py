@@ -140,8 +140,8 @@ def summarise(cfg: DictConfig, start: Optional[Dict[str, float]], phase1: Option
     if naming is not None or head is not None:
         n_cls = len(OmegaConf.select(cfg, "model.class_ids") or []) or None
         chance = f" (chance {1 / n_cls:.3f})" if n_cls else ""
-        lines.append("  phase 2 (CASS naming, from phase 1; its demo budget is a few steps, so expect it near "
-                     "chance - docs/learning.md):")
+        lines.append("  phase 2 (CASS naming, from phase 1; a CPU demo's budget starts the CASS head, it does not "
+                     "yet name predicted segments - docs/learning.md):")
         if naming is not None:
             lines.append(f"    {'cass.naming_top1':<24} {naming:.4f}  (predicted segments named right)")
         if head is not None:
