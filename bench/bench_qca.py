@@ -18,8 +18,9 @@ that CASS segment whose mask overlaps it most (IoU >= --min-iou; else the segmen
 found and is left out of the error tables), measured and compared with the same truth.
 
 Truth and its limits (docs/qca.md): 3D diameters with the isocenter spacing (magnification error
-included), lesions seen nearly end-on (projected/true length < 0.4) and masks carved by an overlapping
-part of the same vessel are reported separately, and errors against the 1-px mask floor are shown.
+included), lesions seen nearly end-on (projected/true length < 0.4) and masks carved (narrower than
+their own tube somewhere, as at a junction's sharp bend) are reported separately, and errors against
+the 1-px mask floor are shown.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def bench_size(root: Path, size: int, workers: int) -> Dict:
     print_table(s_all, "ours, every row: |measured - truth| (truth: the generator's CSV, 3D mm)")
     print(f"    targets: {_verdict(s_all)}")
     lo = s_wp["n_left_out"]
-    print_table(s_wp, f"ours, well-posed rows: lesion projected/true length >= {FORESHORTENED}, mask not carved by an "
-                      f"overlapping part of the vessel ({lo['n']} lesion rows and {lo['healthy']} healthy rows "
+    print_table(s_wp, f"ours, well-posed rows: lesion projected/true length >= {FORESHORTENED}, mask not carved "
+                      f"(see docs/qca.md) ({lo['n']} lesion rows and {lo['healthy']} healthy rows "
                       f"left out)")
     print(f"    targets: {_verdict(s_wp)}")
     floor = sum(1 for r in les if r.mld_mm < MASK_FLOOR_PX * r.mm_per_pixel)

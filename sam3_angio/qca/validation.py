@@ -84,9 +84,10 @@ class TruthRow:
 
 def carving(row: TruthRow, mask: np.ndarray) -> np.ndarray:
     """Per truth sample ``(M,)``: the fraction of the segment's own tube (its recorded centreline and
-    diameters) missing from its mask. The generator labels each pixel of a vessel by its nearest
-    centreline sample, so where a vessel overlaps itself in projection the neighbouring segment
-    claims the pixels and this segment's mask is narrower than its lumen."""
+    diameters) missing from its mask. The generator's segment masks hold their whole lumen, but
+    consecutive segments split at their junction by the nearest centreline piece, which cuts into a
+    segment's end at a sharp or foreshortened bend (and masks written before 2026-12-03 gave every pixel
+    to its nearest piece of the whole vessel, so a loop carved the segment under it)."""
     from scipy.spatial import cKDTree
 
     from .phantom import densify, tube_mask
@@ -267,7 +268,7 @@ def summarize(results: List[RowResult], min_foreshortening: float = 0.0, drop_ca
     """Distributions of |error| (MAE, median, p90, max, and the signed bias) per quantity, over all
     lesions and per severity band; detection of lesions >= 30 %; lesion-free rate of healthy segments.
     ``min_foreshortening`` leaves out lesions seen more end-on than that, ``drop_carved`` rows whose
-    mask is carved by an overlapping part of the vessel (both counted in ``n_left_out``)."""
+    mask is carved (:func:`carving`; both counted in ``n_left_out``)."""
     les = [r for r in results if r.row.stenosis_pct is not None]
     kept = [r for r in les if r.row.foreshortening >= min_foreshortening and not (drop_carved and r.carved)]
     healthy_all = [r for r in results if r.row.stenosis_pct is None]

@@ -14,7 +14,7 @@ from sam3_angio.cass import VESSEL_PATTERN_TO_CASS
 from sam3_angio.data.layout import validate_csv
 from sam3_angio.data.synthetic import CArmView, carm_axes, generate_dataset
 from sam3_angio.data.synthetic.anatomy import make_anatomy
-from sam3_angio.data.synthetic.xray import project_tube, render_tubes
+from sam3_angio.data.synthetic.xray import Tube, project_tube, render_tubes
 
 
 def _files(root: Path) -> dict:
@@ -47,7 +47,9 @@ def test_carm_axes_follow_the_dicom_signs():
 
 def test_projection_matches_a_hand_computation():
     # SID 1000, SOD 750 -> magnification 4/3 at the isocenter; 0.5 mm pixels; centre (50, 50).
-    view = lambda p, s: CArmView(p, s, height=101, width=101, sid_mm=1000.0, sod_mm=750.0, detector_spacing_mm=0.5)
+    def view(p, s):
+        return CArmView(p, s, height=101, width=101, sid_mm=1000.0, sod_mm=750.0, detector_spacing_mm=0.5)
+
     m = 1000.0 / 750.0 / 0.5
     xy, depth = view(0, 0).project(np.array([[10.0, 0, 0], [0, 0, 10.0], [0, 100.0, 0]]))
     assert np.allclose(xy[0], [50 + 10 * m, 50]) and np.isclose(depth[0], 750.0)
@@ -81,6 +83,38 @@ def test_rendered_segment_moves_with_the_view_as_the_projection_predicts():
     assert min(shifts) > 15  # the same segment lands elsewhere in another view
     for i in (1, 2):
         assert np.linalg.norm((centroids[i] - centroids[0]) - (predicted[i] - predicted[0])) < 3.0
+
+
+def _looping_tube(labels_after_junction: int) -> Tube:
+    """A 3 px tube: label 1 runs right along row 40, label ``labels_after_junction`` turns down at
+    (90, 40), comes back left along row 80 and up column 50, crossing label 1 at (50, 40)."""
+    step = 0.5
+    first = np.stack([np.arange(10.0, 90.0, step), np.full(160, 40.0)], 1)
+    th = np.arange(0.0, np.pi, step / 20.0)
+    turn = np.stack([90.0 + 20.0 * np.sin(th), 60.0 - 20.0 * np.cos(th)], 1)
+    back = np.stack([np.arange(90.0, 50.0, -step), np.full(80, 80.0)], 1)
+    up = np.stack([np.full(120, 50.0), np.arange(80.0, 20.0, -step)], 1)
+    xy = np.concatenate([first, turn, back, up])
+    n = len(xy)
+    label = np.r_[np.ones(len(first), int), np.full(n - len(first), labels_after_junction)]
+    return Tube(xy=xy, r_px=np.full(n, 3.0), mm_per_px=np.full(n, 0.25), mu=np.full(n, 0.2), label=label)
+
+
+def test_segment_masks_hold_their_whole_lumen_where_the_vessel_overlaps_itself():
+    shape = (100, 120)
+    one = render_tubes([_looping_tube(1)], shape, want_masks=True)
+    two = render_tubes([_looping_tube(2)], shape, want_masks=True)
+    # labels change the masks only: the attenuation and the radius map are those of the one-label tube
+    assert np.array_equal(one.attenuation, two.attenuation) and np.array_equal(one.radius_mm, two.radius_mm)
+    yy, xx = np.mgrid[0: shape[0], 0: shape[1]]
+    lumen1 = (np.abs(yy - 40) <= 3) & (xx >= 10) & (xx <= 86)  # segment 1 up to 4 px before its end
+    assert two.masks[1][lumen1].all()  # the crossing segment 2 takes none of it
+    assert two.masks[2][(np.abs(xx - 50) <= 3) & (yy >= 30) & (yy <= 50)].all()  # and has its own lumen there
+    both = two.masks[1] & two.masks[2]
+    assert both[37:44, 47:54].all()  # COCO-style: instances overlap where the vessel crosses itself
+    near_junction = np.hypot(xx - 90, yy - 40) <= 6
+    assert not both[near_junction].any()  # consecutive segments split at their junction, no double-up
+    assert np.array_equal(two.masks[1] | two.masks[2], one.masks[1])
 
 
 def test_generated_set_follows_the_study_layout(tmp_path_factory):

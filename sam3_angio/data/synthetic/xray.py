@@ -67,88 +67,173 @@ def project_tube(
 @dataclass
 class TubeRender:
     attenuation: np.ndarray  # (H, W) float32, sum of mu * chord over tubes
-    masks: Dict[int, np.ndarray]  # label -> (H, W) bool lumen (only when masks were asked for)
+    masks: Dict[int, np.ndarray]  # label -> (H, W) bool lumen (only when masks were asked for); may overlap
     radius_mm: Optional[np.ndarray]  # (H, W) float32 largest lumen radius covering each pixel
+
+
+@dataclass
+class _Nearest:
+    """The P image pixels within reach of a polyline, each with its nearest centerline piece ``(a, b)``
+    (sample indices; ``a == b``: the sample itself) and the point ``t`` (0 at a, 1 at b) on it."""
+
+    ys: np.ndarray  # (P,) int image row
+    xs: np.ndarray  # (P,) int image column
+    d: np.ndarray  # (P,) px distance to the piece
+    a: np.ndarray  # (P,) int
+    b: np.ndarray  # (P,) int
+    t: np.ndarray  # (P,) float in [0, 1]
+
+    def lerp(self, v: np.ndarray) -> np.ndarray:
+        """Per-sample values ``(N,)`` -> their value at each pixel's nearest point ``(P,)``."""
+        return v[self.a] * (1.0 - self.t) + v[self.b] * self.t
+
+    def label(self, labels: np.ndarray) -> np.ndarray:
+        """``(P,)`` label of the nearer end of each pixel's piece (a junction piece splits at its middle)."""
+        return np.where(self.t < 0.5, labels[self.a], labels[self.b])
+
+
+def _nearest_pieces(xy: np.ndarray, breaks: Optional[np.ndarray], reach: float, shape: Tuple[int, int],
+                    margin: int) -> Optional[_Nearest]:
+    """Pixels of the ``(H, W)`` image within ``reach`` px of the polyline ``xy (N, 2)`` and their nearest
+    piece; None when there are none.
+
+    Rasterise the samples into a crop (up to ``margin`` px outside the image), take the nearest sample of
+    every pixel from a Euclidean distance transform, then the exact distance to the two pieces around it.
+    """
+    H, W = shape
+    n = len(xy)
+    x0 = int(max(np.floor(xy[:, 0].min() - reach), -margin))
+    x1 = int(min(np.ceil(xy[:, 0].max() + reach) + 1, W + margin))
+    y0 = int(max(np.floor(xy[:, 1].min() - reach), -margin))
+    y1 = int(min(np.ceil(xy[:, 1].max() + reach) + 1, H + margin))
+    # the part of the crop inside the image
+    ix0, ix1, iy0, iy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+    if ix0 >= ix1 or iy0 >= iy1:
+        return None
+    ij = np.rint(xy - (x0, y0)).astype(np.int64)
+    ok = (ij[:, 0] >= 0) & (ij[:, 0] < x1 - x0) & (ij[:, 1] >= 0) & (ij[:, 1] < y1 - y0)
+    if not ok.any():
+        return None
+    idxmap = np.full((y1 - y0, x1 - x0), -1, np.int64)
+    idxmap[ij[ok, 1], ij[ok, 0]] = np.nonzero(ok)[0]
+    dist, ind = ndimage.distance_transform_edt(idxmap < 0, return_indices=True)
+    sl = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+    near = dist[sl] <= reach
+    if not near.any():
+        return None
+    yy, xx = np.nonzero(near)
+    i = idxmap[ind[0][sl][yy, xx], ind[1][sl][yy, xx]]
+    px, py = (xx + ix0).astype(np.float64), (yy + iy0).astype(np.float64)
+    cx, cy = xy[:, 0], xy[:, 1]
+    # Distance to the centerline pieces (i-1, i) and (i, i+1); a break falls back to the sample.
+    best_d = np.hypot(px - cx[i], py - cy[i])
+    best_a, best_b, best_t = i, i, np.zeros(len(i))
+    for a, b in ((np.maximum(i - 1, 0), i), (i, np.minimum(i + 1, n - 1))):
+        ax_, ay_ = cx[a], cy[a]
+        abx, aby = cx[b] - ax_, cy[b] - ay_
+        L2 = np.maximum(abx * abx + aby * aby, 1e-12)
+        t = np.clip(((px - ax_) * abx + (py - ay_) * aby) / L2, 0.0, 1.0)
+        d = np.hypot(px - ax_ - t * abx, py - ay_ - t * aby)
+        valid = a != b
+        if breaks is not None:
+            valid &= ~breaks[np.minimum(a, n - 2)]
+        better = valid & (d < best_d)
+        best_d = np.where(better, d, best_d)
+        best_a = np.where(better, a, best_a)
+        best_b = np.where(better, b, best_b)
+        best_t = np.where(better, t, best_t)
+    return _Nearest(ys=yy + iy0, xs=xx + ix0, d=best_d, a=best_a, b=best_b, t=best_t)
+
+
+def _segment_masks(tube: Tube, whole: _Nearest, reach: float, shape: Tuple[int, int], margin: int):
+    """Yield ``(label, ys, xs)``: the lumen pixels of each run of equal labels along ``tube``.
+
+    A run's mask is every pixel within its own lumen (distance to its nearest own piece <= the radius
+    there), whatever else of the tube lies over it in projection (a loop, a foreshortened bend), as an
+    annotator draws a segment (COCO instances may overlap). Only at a junction do consecutive runs
+    compete: a pixel whose nearest own piece lies within ``radius + 1 + reach`` px of arc length of the
+    junction goes to the run of its nearest piece among the run's own and the neighbour's pieces within
+    ``radius + 1`` px of the junction, as the whole tube's nearest piece would give it.
+
+    ``whole`` is the tube's own :func:`_nearest_pieces`, reused when the tube has a single label.
+    """
+    lab = tube.label
+    n = len(lab)
+
+    def lumen(lo: int, hi: int) -> Tuple[Optional[_Nearest], Optional[np.ndarray]]:
+        """Samples ``lo..hi-1`` alone: their nearest pieces and which pixels lie within the lumen."""
+        if (lo, hi) == (0, n):
+            near = whole
+        else:
+            near = _nearest_pieces(tube.xy[lo:hi], None if tube.breaks is None else tube.breaks[lo: hi - 1],
+                                   reach, shape, margin)
+        if near is None:
+            return None, None
+        return near, near.d <= np.maximum(near.lerp(tube.r_px[lo:hi]), 0.5)
+
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    if len(starts) == 1:
+        near, inside = lumen(0, n)
+        yield int(lab[0]), near.ys[inside], near.xs[inside]
+        return
+    ends = np.r_[starts[1:], n]  # exclusive
+    s = np.r_[0.0, np.cumsum(np.hypot(*np.diff(tube.xy, axis=0).T))]  # projected arc length, px
+    win = np.maximum(tube.r_px, _MIN_RADIUS_PX) + 1.0
+    for s0, e0 in zip(starts, ends):
+        parts = []
+        # the junction rule: the run with its neighbours' pieces near each junction
+        lo = min(int(np.searchsorted(s, s[s0] - win[s0], "left")), max(s0 - 1, 0))
+        hi = max(int(np.searchsorted(s, s[e0 - 1] + win[e0 - 1], "right")), min(e0 + 1, n))
+        near, inside = lumen(lo, hi)
+        if near is not None:
+            own = inside & (near.label(lab[lo:hi]) == lab[s0])
+            parts.append((near.ys[own], near.xs[own]))
+        # away from the junctions nothing competes with the run's own pieces
+        a = s0 if s0 == 0 else int(np.searchsorted(s, s[s0] + win[s0] + reach, "left"))
+        b = e0 if e0 == n else int(np.searchsorted(s, s[e0 - 1] - win[e0 - 1] - reach, "right"))
+        if b > a:
+            near, inside = lumen(s0, e0)
+            if near is not None:
+                far = inside & (near.a >= a - s0) & (near.b < b - s0)
+                parts.append((near.ys[far], near.xs[far]))
+        if parts:
+            yield int(lab[s0]), np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def render_tubes(
     tubes: Sequence[Tube], shape: Tuple[int, int], want_masks: bool = False, margin: int = 48
 ) -> TubeRender:
-    """Attenuation image ``(H, W)`` of ``tubes`` (summed, so crossing vessels add up).
+    """Attenuation image ``(H, W)`` of ``tubes`` (summed, so crossing vessels add up), and with
+    ``want_masks`` each label's lumen mask (see :func:`_segment_masks`) and the radius map.
 
-    Per tube: rasterise its samples into a crop, take the nearest sample of every pixel from a
-    Euclidean distance transform, then the exact distance to the two centerline pieces around it.
+    Per tube, every pixel takes its nearest centerline piece (:func:`_nearest_pieces`).
     """
     H, W = shape
     att = np.zeros((H, W), np.float32)
     masks: Dict[int, np.ndarray] = {}
     rad = np.zeros((H, W), np.float32) if want_masks else None
     for tube in tubes:
-        n = len(tube.xy)
-        if n == 0:
+        if len(tube.xy) == 0:
             continue
         r_eff = np.maximum(tube.r_px, _MIN_RADIUS_PX)
         reach = float(r_eff.max()) + 2.0
-        x0 = int(max(np.floor(tube.xy[:, 0].min() - reach), -margin))
-        x1 = int(min(np.ceil(tube.xy[:, 0].max() + reach) + 1, W + margin))
-        y0 = int(max(np.floor(tube.xy[:, 1].min() - reach), -margin))
-        y1 = int(min(np.ceil(tube.xy[:, 1].max() + reach) + 1, H + margin))
-        # the part of the crop inside the image
-        ix0, ix1, iy0, iy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
-        if ix0 >= ix1 or iy0 >= iy1:
+        near = _nearest_pieces(tube.xy, tube.breaks, reach, shape, margin)
+        if near is None:
             continue
-        ij = np.rint(tube.xy - (x0, y0)).astype(np.int64)
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < x1 - x0) & (ij[:, 1] >= 0) & (ij[:, 1] < y1 - y0)
-        if not ok.any():
-            continue
-        idxmap = np.full((y1 - y0, x1 - x0), -1, np.int64)
-        idxmap[ij[ok, 1], ij[ok, 0]] = np.nonzero(ok)[0]
-        dist, ind = ndimage.distance_transform_edt(idxmap < 0, return_indices=True)
-        sl = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
-        near = dist[sl] <= reach
-        if not near.any():
-            continue
-        yy, xx = np.nonzero(near)
-        i = idxmap[ind[0][sl][yy, xx], ind[1][sl][yy, xx]]
-        px, py = (xx + ix0).astype(np.float64), (yy + iy0).astype(np.float64)
-        cx, cy = tube.xy[:, 0], tube.xy[:, 1]
-        # Distance to the centerline pieces (i-1, i) and (i, i+1); a break falls back to the sample.
-        best_d = np.hypot(px - cx[i], py - cy[i])
-        best_a, best_b, best_t = i, i, np.zeros(len(i))
-        for a, b in ((np.maximum(i - 1, 0), i), (i, np.minimum(i + 1, n - 1))):
-            ax_, ay_ = cx[a], cy[a]
-            abx, aby = cx[b] - ax_, cy[b] - ay_
-            L2 = np.maximum(abx * abx + aby * aby, 1e-12)
-            t = np.clip(((px - ax_) * abx + (py - ay_) * aby) / L2, 0.0, 1.0)
-            d = np.hypot(px - ax_ - t * abx, py - ay_ - t * aby)
-            valid = a != b
-            if tube.breaks is not None:
-                valid &= ~tube.breaks[np.minimum(a, n - 2)]
-            better = valid & (d < best_d)
-            best_d = np.where(better, d, best_d)
-            best_a = np.where(better, a, best_a)
-            best_b = np.where(better, b, best_b)
-            best_t = np.where(better, t, best_t)
-
-        def lerp(v):
-            return v[best_a] * (1.0 - best_t) + v[best_b] * best_t
-
-        r = lerp(tube.r_px)
-        re = lerp(r_eff)
-        chord_px = 2.0 * np.sqrt(np.maximum(re**2 - best_d**2, 0.0))
-        val = chord_px * lerp(tube.mm_per_px) * lerp(tube.mu) * (r / re) ** 2
+        r = near.lerp(tube.r_px)
+        re = near.lerp(r_eff)
+        chord_px = 2.0 * np.sqrt(np.maximum(re**2 - near.d**2, 0.0))
+        val = chord_px * near.lerp(tube.mm_per_px) * near.lerp(tube.mu) * (r / re) ** 2
         hit = val > 0
-        att[yy[hit] + iy0, xx[hit] + ix0] += val[hit].astype(np.float32)
+        att[near.ys[hit], near.xs[hit]] += val[hit].astype(np.float32)
         if want_masks:
-            inside = best_d <= np.maximum(r, 0.5)
-            lab = np.where(best_t < 0.5, tube.label[best_a], tube.label[best_b])
-            ys, xs = yy[inside] + iy0, xx[inside] + ix0
-            r_mm = (r * lerp(tube.mm_per_px))[inside].astype(np.float32)
+            inside = near.d <= np.maximum(r, 0.5)
+            ys, xs = near.ys[inside], near.xs[inside]
+            r_mm = (r * near.lerp(tube.mm_per_px))[inside].astype(np.float32)
             rad[ys, xs] = np.maximum(rad[ys, xs], r_mm)  # pixels are unique within a tube
-            for lb in np.unique(lab[inside]):
-                m = masks.setdefault(int(lb), np.zeros((H, W), bool))
-                sel = lab[inside] == lb
-                m[ys[sel], xs[sel]] = True
+            for lb, ys, xs in _segment_masks(tube, near, reach, shape, margin):
+                if len(ys):
+                    masks.setdefault(lb, np.zeros((H, W), bool))[ys, xs] = True
     return TubeRender(attenuation=att, masks=masks, radius_mm=rad)
 
 
