@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-min", type=float, default=10.0, help="minutes on --threads cores (CPU time)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-every", type=int, default=36, help="validate about every N training steps")
-    ap.add_argument("--cpu-s-per-step", type=float, default=2.0,
+    ap.add_argument("--cpu-s-per-step", type=float, default=1.6,
                     help="CPU seconds a step costs, validation included (plans the schedule's length)")
     ap.add_argument("--datasets", default="synthetic,arcade")
     ap.add_argument("--arcade", default=ARCADE, help="ARCADE syntax split (annotations.json + images/)")
