@@ -69,12 +69,10 @@ def resume_differences(cfg: DictConfig) -> List[str]:
     keys = []
     for section in RESUME_KEYS:
         a, b = _flat(saved.get(section, {}), section), _flat(now.get(section, {}), section)
-        for key in sorted(set(a) | set(b)):
+        # Only the folder's run's keys: one it does not have is a setting added to the configs since it
+        # was written, and resuming applies its default, as a new run would.
+        for key in a:
             if any(key == p or key.startswith(p + ".") for p in RESUME_IGNORED):
-                continue
-            # A key the folder's run does not have is a setting added to the configs since it was
-            # written: resuming applies its default, as a new run would.
-            if key not in a:
                 continue
             if a.get(key) != b.get(key):
                 keys.append((key, f"{key}: {a.get(key)!r} in the folder's run, {b.get(key)!r} now"))

@@ -38,12 +38,8 @@ class ShortRunSafeInverseSqrtScheduler(InverseSquareRootParamScheduler):
     def __call__(self, step: int, where: float) -> float:
         if where <= 0:  # the first step (SAM3 starts it at 0 under a warm-up)
             return super().__call__(step=step, where=where)
-        total = step / where
-        warm, cool = self.ramps(total)
+        warm, cool = self.ramps(step / where)
         if (warm, cool) == (self.warmup_steps, self.cooldown_steps):
             return super().__call__(step=step, where=where)
-        lr = self.base_lr
-        if step > warm:
-            lr = lr / ((step + self.timescale - warm) / self.timescale) ** 0.5
-        lr = lr * min(1.0, step / warm) if warm else lr
-        return lr * max(0.0, min(1.0, (total - step) / cool)) if cool else lr
+        # SAM3's formula with the fitted ramps (it takes fractional steps as they are)
+        return InverseSquareRootParamScheduler(self.base_lr, warm, cool, self.timescale)(step=step, where=where)
