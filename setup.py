@@ -28,6 +28,9 @@ INSTALL_REQUIRES = [
     "pillow>=10",
     # inference inputs: DICOM X-ray angiograms, PNG/JPEG/BMP/TIFF frames (sam3_angio/data/dicom.py, inputs.py)
     "pydicom>=3.0",
+    # pydicom's decoder for the compressed syntaxes cath labs write (JPEG Lossless, JPEG-LS, JPEG 2000, JPEG
+    # extended); BSD-licensed GDCM (pylibjpeg-libjpeg, the other plugin for JPEG Lossless, is GPL-3.0)
+    "python-gdcm>=3.0.10",
     "imageio>=2.31",
     "matplotlib>=3.7",
     # LoRA fine-tuning (model.lora, sam3_angio/model/lora.py) and its tests

@@ -10,6 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from sam3_angio.training.console import quiet_third_party_warnings  # noqa: E402
+
+quiet_third_party_warnings()  # before sam3 is imported: its modules warn at import time
+
 from sam3_angio.inference.cli import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Public API::
     is_dicom(path) -> bool                        # the 'DICM' marker at byte 128 (any file name)
     read_dicom_header(path) -> DicomHeader        # header only, no pixel data read
     iter_dicom_frames(header, indices=None)       # -> Iterator[(frame index, (H, W) uint8)]
+    check_decodable(header)                       # a decoder exists and the file is long enough; no decoding
     write_xa_dicom(path, frames, ...)             # a minimal uncompressed XA file (tests, demos)
 
 Decisions (what a frame looks like after reading):
@@ -20,9 +21,10 @@ Decisions (what a frame looks like after reading):
   them for a viewer's display, and training frames were windowed by percentile, not by VOI.
 - MONOCHROME1 (white = low value) is inverted so that vessels are dark, as in MONOCHROME2 angiograms.
   RGB / YBR / PALETTE COLOR files are refused (angiograms are grey).
-- Compressed transfer syntaxes decode through pydicom's plugins (native RLE; JPEG baseline / JPEG 2000
-  via Pillow here); a syntax without an installed decoder (JPEG Lossless, JPEG-LS, common in XA) raises
-  :class:`DicomError` naming the file, the syntax and the packages to install.
+- Compressed transfer syntaxes decode through pydicom's plugins: RLE natively, everything cath labs write
+  (JPEG Lossless - the usual XA syntax -, JPEG-LS, JPEG 2000, JPEG baseline / extended) through GDCM
+  (``python-gdcm``, a dependency). A syntax no installed plugin decodes raises :class:`DicomError`
+  naming the file, the syntax and the packages to install; a damaged stream names the frame.
 
 Header (degrees and millimetres; per-frame functional groups of Enhanced XA are searched when a tag
 is not at the top level, frame 0 first, then the shared group):
@@ -63,8 +65,9 @@ GREY = ("MONOCHROME1", "MONOCHROME2")
 # A detector pixel is square; more than this relative difference between the row and column spacing
 # means the header is wrong or the image was resampled, and one mm-per-pixel number cannot hold.
 _ANISOTROPY_TOLERANCE = 0.02
-_INSTALL_HINT = ("pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm), "
-                 "or convert the file to uncompressed DICOM (e.g. gdcmconv --raw) first")
+_INSTALL_HINT = ("install sam3-angio's decoder again (pip install python-gdcm) or pydicom's other plugins "
+                 "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg), or convert the file to "
+                 "uncompressed DICOM (e.g. gdcmconv --raw) first")
 
 
 class DicomError(DataError):
@@ -288,6 +291,13 @@ def _check_decoder(header: DicomHeader) -> None:
         )
 
 
+def check_decodable(header: DicomHeader) -> None:
+    """What :func:`iter_dicom_frames` checks before its first frame (a decoder for the transfer syntax,
+    an uncompressed file long enough for its frames), without decoding: raises :class:`DicomError`."""
+    _check_decoder(header)
+    _check_length(header)
+
+
 def _check_length(header: DicomHeader) -> None:
     """A truncated uncompressed file is caught before any frame is handed out (pydicom would fail at
     the first missing frame, after the earlier ones were used)."""
@@ -326,8 +336,7 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
     time. Indices must be in ``0..n_frames-1`` (the caller checks and names the file)."""
     from pydicom.pixels import iter_pixels
 
-    _check_decoder(header)
-    _check_length(header)
+    check_decodable(header)
     wanted = list(range(header.n_frames)) if indices is None else [int(i) for i in indices]
     if not wanted:
         return
@@ -345,9 +354,10 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
         try:
             stored = np.asarray(next(frames))
         except Exception as e:  # pydicom raises RuntimeError / ValueError / ... from its plugins
-            first = str(e).splitlines()[0] if str(e) else ""
+            # pydicom puts each plugin's reason on a line of its own: one line here
+            why = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
             raise DicomError(f"DICOM '{header.path}': pixel data ({header.transfer_syntax}) of frame {k} cannot "
-                             f"be decoded: {type(e).__name__}: {first} (is the file complete?)") from None
+                             f"be decoded: {type(e).__name__}: {why} (is the file complete?)") from None
         if wanted == order:
             yield k, to_uint8(header, stored)
         else:

@@ -9,6 +9,7 @@ Public API (what the predictor and the CLI call)::
         -> Iterator[InputFrame]                       # lazily, source after source
     find_inputs(paths, recursive=False) -> List[InputSource]        # no pixel read
     iter_source(source, frames="all", angles=None, mm_per_pixel=None) -> Iterator[InputFrame]
+    check_source(source, frames="all", angles=None, mm_per_pixel=None)  # cheap: header, shape; InputError
     parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
     describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
 
@@ -69,8 +70,8 @@ KINDS = ("dicom", "cine", "image", "csv")
 _SKIP_NAMES = {"DICOMDIR"}  # a DICOM index file: DICM marker, no image
 _PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
 
-__all__ = ["InputError", "InputFrame", "InputSource", "describe", "find_inputs", "iter_inputs", "iter_source",
-           "parse_angles", "parse_frames", "read_input"]
+__all__ = ["InputError", "InputFrame", "InputSource", "check_source", "describe", "find_inputs", "iter_inputs",
+           "iter_source", "parse_angles", "parse_frames", "read_input"]
 
 
 class InputError(DataError):
@@ -279,10 +280,14 @@ def _cine_reader(path: Path):
 def _read_image(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 
+    if path.stat().st_size == 0:
+        raise InputError(f"image '{path}' is empty (0 bytes); copy the file again")
     try:
         arr = np.asarray(iio.imread(path))
     except Exception as e:  # imageio / Pillow raise many types for a broken file
-        raise InputError(f"image '{path}' cannot be read: {type(e).__name__}: {e}") from None
+        why = str(e).splitlines()[0].strip() if str(e).strip() else ""  # imageio adds lines of plugin advice
+        raise InputError(f"image '{path}' cannot be read (not a valid {path.suffix.lstrip('.').upper() or 'image'} "
+                         f"file?): {type(e).__name__}: {why}") from None
     if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
@@ -406,6 +411,37 @@ def iter_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
         yield from _iter_source(source, spec, cli_angles, cli_mm)
     except DicomError as e:
         raise InputError(str(e)) from None
+
+
+def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
+                 angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None) -> None:
+    """Whether ``source`` can be read, cheaply and before any model work: a DICOM's header (its angles
+    and spacing unless ``angles`` / ``mm_per_pixel`` override them, its decoder, its length), a cine's
+    shape, an image decoded (one frame); explicit ``frames`` against the frame count. A study CSV is
+    checked row by row as it is read, not here. Raises :class:`InputError` naming the file; a damaged
+    frame deep in a compressed file can still fail later, when it is decoded."""
+    from .dicom import check_decodable
+
+    spec = _frames(frames)
+    path, kind = source.path, source.kind
+    try:
+        if kind == "dicom":
+            header = read_dicom_header(path, read_angles=angles is None, read_spacing=mm_per_pixel is None)
+            check_decodable(header)
+            n = header.n_frames
+        elif kind == "cine":
+            n, _ = _cine_reader(path)
+        elif kind == "image":
+            _read_image(path)
+            n = 1
+        else:
+            return
+    except DicomError as e:
+        raise InputError(str(e)) from None
+    if n < 1:
+        raise InputError(f"input '{path}' holds no frame to predict")
+    if spec not in ("all", "best"):
+        _check_indices(path, spec, n)
 
 
 def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]

@@ -4,7 +4,8 @@ study CSV), named coronary segments out (predictions.json, segments.csv, overlay
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
         [--qca [--no-qca-figures]] [--click X,Y[:neg] ... --segment NAME]
-        [--cass-checkpoint CKPT [--cass-config CONFIG]] [--adapters DIR [--vessel GROUP]] [overrides...]
+        [--cass-checkpoint CKPT [--cass-config CONFIG]] [--adapters DIR [--vessel GROUP]] [--skip-bad]
+        [overrides...]
 
 ``--adapters DIR`` (vessel-specific adapters, docs/finetuning.md): ``--checkpoint`` is the base and DIR holds
 one LoRA adapter a vessel group (``DIR/<group>/adapter.pt`` or a run folder ``DIR/<group>/checkpoints/``);
@@ -16,6 +17,9 @@ its instance is replaced by the corrected one (``"corrected": true`` in predicti
 overlay shows the clicks. Needs a run trained with ``training.modes`` including ``proofread``.
 
 Inputs are read by ``sam3_angio.data.inputs`` and named by the ``Predictor`` that ``tools/eval.py`` uses.
+Every input is opened (a DICOM's header and decoder, a cine's shape, an image) before the model loads:
+an unreadable one stops the call with every such input listed, or with ``--skip-bad`` is left out (also
+one that fails later, when a frame deep in it is decoded) and named in the closing summary.
 One input is read whole before it is predicted (a long cine or a study CSV is held in memory as 8-bit
 frames); its outputs are written to a hidden folder and renamed to ``DIR/<input_id>`` when complete.
 """
@@ -31,8 +35,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sam3_angio.data.atomic import OutputExistsError, atomic_output_dir
-from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, find_inputs, iter_source, parse_angles,
-                                    parse_frames)
+from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, check_source, find_inputs, iter_source,
+                                    parse_angles, parse_frames)
 from sam3_angio.errors import UserError, run_cli
 from sam3_angio.inference.naming import RULES
 
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "left): its adapter names them; without it each adapter predicts and the one whose segments at "
                    "or above --score-thr have the higher total score is kept")
     p.add_argument("--recursive", action="store_true", help="search folders' sub-folders too")
+    p.add_argument("--skip-bad", action="store_true", help="leave out inputs that cannot be read (each named, "
+                   "and listed at the end) and predict the others; without it one such input stops the call "
+                   "before the model loads")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/<input> (the old one "
                    "is kept until the new one is complete)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available and the run "
@@ -144,6 +151,19 @@ def main(argv: Optional[List[str]] = None, predictor=None, cass_predictor=None) 
 
 
 # ------------------------------------------------------------------------------------------------------
+
+
+def say(*parts, file=None, flush: bool = True) -> None:
+    """A console line that does not tear a progress bar (tqdm's write when installed)."""
+    text = " ".join(str(p) for p in parts)
+    stream = file if file is not None else sys.stdout
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(text, file=stream, flush=True)
+        return
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 def _progress(items: Sequence, enabled: bool, unit: str, leave: bool = True) -> Iterable:
@@ -262,6 +282,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
     sources = find_inputs(inputs, recursive=args.recursive)
     _check_free(out, sources, args.overwrite)
     progress = not args.quiet
+    sources, skipped = _check_sources(sources, args, progress)
 
     state = {"predictor": predictor, "cass": cass_predictor}
 
@@ -279,7 +300,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
             else:
                 p = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=overrides,
                                               device=args.device, naming=args.naming)
-            print(banner(p.info.model), flush=True)
+            say(banner(p.info.model), flush=True)
             state["predictor"] = p
         if args.cass_checkpoint and state["cass"] is None:
             from sam3_angio.inference.predictor import Predictor
@@ -301,9 +322,16 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
     try:
         for source in _progress(sources, progress and len(sources) > 1, "file"):
             try:
-                frames = list(iter_source(source, args.frames, args.angles, args.mm_per_pixel))
-                if not frames:
-                    raise InputError(f"input '{source.path}' holds no frame to predict")
+                try:
+                    frames = list(iter_source(source, args.frames, args.angles, args.mm_per_pixel))
+                    if not frames:
+                        raise InputError(f"input '{source.path}' holds no frame to predict")
+                except InputError as e:
+                    if not args.skip_bad:
+                        raise
+                    say(f"skipped: {e}", file=sys.stderr)
+                    skipped.append((source, str(e)))
+                    continue
                 for group in _groups(frames):
                     written.append(predict_input(get_predictor(), group, out, args, progress,
                                                  cass_predictor=state["cass"] if args.cass_checkpoint else None))
@@ -317,8 +345,41 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
         if predictor is not None:
             predictor.naming = given_naming
     dt = time.perf_counter() - t0
-    print(f"wrote {len(written)} input{'s' if len(written) != 1 else ''} ({n_frames} frames, {dt:.1f} s) to {out}")
+    say(f"wrote {len(written)} input{'s' if len(written) != 1 else ''} ({n_frames} frames, {dt:.1f} s) to {out}")
+    if skipped:
+        names = ", ".join(str(s.path) for s, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        say(f"skipped {len(skipped)} input{'s' if len(skipped) != 1 else ''} that cannot be read (--skip-bad): "
+            f"{names}", file=sys.stderr)
     return 0
+
+
+def _check_sources(sources: List[InputSource], args: argparse.Namespace, progress: bool
+                   ) -> Tuple[List[InputSource], List[Tuple[InputSource, str]]]:
+    """Every input opened before the model loads (``check_source``: headers, shapes, decoders), so that a
+    bad file stops the call in seconds, not after hours of predicting the ones before it. Without
+    ``--skip-bad`` any bad input is an error (each named); with it they are left out and returned."""
+    bad: List[Tuple[InputSource, str]] = []
+    for source in _progress(sources, progress and len(sources) > 50, "file", leave=False):
+        try:
+            check_source(source, args.frames, args.angles, args.mm_per_pixel)
+        except InputError as e:
+            bad.append((source, str(e)))
+    if not bad:
+        return sources, []
+    if not args.skip_bad:
+        if len(sources) == 1:
+            raise InputError(bad[0][1])
+        for _, msg in bad[1:]:
+            say(f"  also cannot be read: {msg}", file=sys.stderr)
+        more = f" and {len(bad) - 1} more listed above" if len(bad) > 1 else ""
+        raise InputError(f"{bad[0][1]} ({len(bad)} of {len(sources)} inputs cannot be read: this one{more}; "
+                         f"nothing was predicted. Fix or remove them, or pass --skip-bad to predict the others)")
+    for _, msg in bad:
+        say(f"skipped: {msg}", file=sys.stderr)
+    ok = [s for s in sources if all(s is not b for b, _ in bad)]
+    if not ok:
+        raise InputError(f"none of the {len(sources)} inputs can be read (each named above)")
+    return ok, bad
 
 
 def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse.Namespace,
@@ -330,7 +391,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
 
     first = frames[0]
     target = out / first.input_id
-    print(f"{first.input_id}: {first.kind}, {len(frames)} of {first.n_frames} frame(s); {_describe_view(first)}; "
+    say(f"{first.input_id}: {first.kind}, {len(frames)} of {first.n_frames} frame(s); {_describe_view(first)}; "
           f"{_describe_spacing(first)}", flush=True)
     ids = list(range(1, len(frames) + 1))
     bs = predictor.batch_size
@@ -384,7 +445,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             O.save_png(tmp / O.overlay_name(frame), picture)
             pictures.append(O.overlay_name(frame))
             names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")
-            print(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
+            say(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
                   + (f": {names}" if segs else ""), flush=True)
         if len(frames) >= 2:
             write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
@@ -392,7 +453,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
         O.write_json(tmp / "predictions.json", O.predictions_document(info, settings, images, all_instances, notes))
         if args.qca:
             qca_summary = write_qca(tmp, qca_items, first, figures=not args.no_qca_figures)
-    print(f"  -> {target}/ (predictions.json, segments.csv, {len(pictures)} overlay(s)"
+    say(f"  -> {target}/ (predictions.json, segments.csv, {len(pictures)} overlay(s)"
           + (", overlay.gif" if len(frames) >= 2 else "") + (f", {qca_summary}" if args.qca else "") + ")",
           flush=True)
     return target
@@ -412,7 +473,7 @@ def write_qca(folder: Path, items: list, first: InputFrame, figures: bool = True
     write_report(report, folder)
     n_les = sum(len(s.lesions) for s in report.segments)
     for s in report.skipped:
-        print(f"  qca: skipped {s['source']}: {s['error']}", flush=True)
+        say(f"  qca: skipped {s['source']}: {s['error']}", flush=True)
     return (f"qca.json, qca.csv: {len(report.segments)} segment(s) measured, {n_les} lesion(s)"
             + (f", {len(report.skipped)} skipped" if report.skipped else ""))
 
@@ -422,10 +483,10 @@ def correct_segment(predictor, frame: InputFrame, instances: List[dict], clicks,
     """The frame's instances with those of ``segment`` replaced by its click-corrected instance."""
     fixed = predictor.correct(frame.image, clicks, segment, frame.view_angles, image_id)
     if fixed is None:
-        print(f"  frame {frame.frame_index}: no instance of {segment!r} found with the clicks", flush=True)
+        say(f"  frame {frame.frame_index}: no instance of {segment!r} found with the clicks", flush=True)
         return instances
     fixed = {k: v for k, v in fixed.items() if k != "mask"}
     name = fixed["cass_name"]
-    print(f"  frame {frame.frame_index}: {name} corrected from {len(clicks)} click(s) "
+    say(f"  frame {frame.frame_index}: {name} corrected from {len(clicks)} click(s) "
           f"(score {fixed['score']:.2f}, {fixed.get('area', 0)} px)", flush=True)
     return [fixed] + [r for r in instances if r.get("cass_name") != name]

@@ -48,7 +48,8 @@ def banner(name: str) -> str:
     if name == "sam3_tiny":
         return (
             "=" * 78 + "\n"
-            "  MODEL: sam3_tiny - SAM3's classes at small sizes, RANDOM weights (~15 M parameters).\n"
+            "  MODEL: sam3_tiny - SAM3's classes at small sizes (~15 M parameters), started from\n"
+            "  RANDOM weights, not SAM3's.\n"
             "  For tests and the CPU demo only: its numbers say the pipeline works, not that a\n"
             "  model learnt angiography. For real training pass paths.sam3_checkpoint=sam3.pt on a GPU.\n"
             + "=" * 78

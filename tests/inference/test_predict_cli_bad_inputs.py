@@ -43,6 +43,8 @@ BAD = {
     "frame out of range": (lambda d: np.save(d / "c.npy", np.zeros((3, 32, 32), np.uint8)) or d / "c.npy",
                            ["--frames", "0,7"], ["frame 7", "c.npy", "3 frames"]),
     "empty folder": (lambda d: (d / "empty").mkdir() or d / "empty", [], ["empty", "no input files"]),
+    "empty image": (lambda d: _bytes(d / "zero.png", b""), [], ["zero.png", "empty (0 bytes)"]),
+    "not an image": (lambda d: _bytes(d / "notes.png", b"hello, not a picture"), [], ["notes.png", "not a valid PNG"]),
     "missing input": (lambda d: d / "nowhere.dcm", [], ["nowhere.dcm", "does not exist"]),
 }
 
@@ -104,3 +106,74 @@ def test_a_bare_state_dict_without_the_cass_head_is_one_line(trained_cass_run, t
                     str(trained_cass_run / "config_resolved.yaml"), "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "\n" not in err
     assert "tree.pt lacks" in err and "cass_head: " in err and "view_encoder: " in err and "(-c)" in err
+
+
+def _folder_with_two_bad_files(d):
+    import imageio.v3 as iio
+
+    folder = d / "study"
+    folder.mkdir()
+    iio.imwrite(folder / "a_good.png", np.full((32, 32), 120, np.uint8))
+    _bytes(folder / "b_zero.png", b"")
+    np.save(folder / "c_flat.npy", np.zeros((32, 32), np.uint8))
+    return folder
+
+
+def test_every_bad_input_of_a_batch_is_named_before_the_model_loads(tmp_path, capsys):
+    """A folder with a good file and two bad ones stops in seconds: both bad files named, the way out
+    (--skip-bad) said, the checkpoint never opened, nothing written."""
+    folder = _folder_with_two_bad_files(tmp_path)
+    rc, err = _run([str(folder), "--checkpoint", str(tmp_path / "never_read.pt"), "--out", str(tmp_path / "out")],
+                   capsys)
+    assert rc == 2 and "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: ") and "b_zero.png" in last and "2 of 3 inputs" in last and "--skip-bad" in last
+    assert "c_flat.npy" in err and "checkpoint" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_skip_bad_predicts_the_readable_inputs_and_names_the_others(cass_predictor, tmp_path, capsys):
+    from sam3_angio.inference.cli import main
+
+    folder = _folder_with_two_bad_files(tmp_path)
+    out = tmp_path / "out"
+    rc = main([str(folder), "--checkpoint", "x.pt", "--out", str(out), "--quiet", "--skip-bad"],
+              predictor=cass_predictor)
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_good"]
+    assert (out / "a_good" / "predictions.json").is_file()
+    summary = captured.err.strip().splitlines()[-1]
+    assert summary.startswith("skipped 2 inputs") and "b_zero.png" in summary and "c_flat.npy" in summary
+    assert "wrote 1 input " in captured.out
+
+
+def test_skip_bad_also_leaves_out_a_file_whose_frames_fail_to_decode(cass_predictor, tmp_path, capsys, monkeypatch):
+    """A damage the opening check cannot see (a frame deep in a compressed file) fails when the frames
+    are read: with --skip-bad that input is left out, the ones after it are still predicted."""
+    import imageio.v3 as iio
+
+    from sam3_angio.data import inputs as I
+    from sam3_angio.inference.cli import main
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        iio.imwrite(folder / name, np.full((32, 32), 120, np.uint8))
+    real = I._read_image
+    calls = {"n": 0}
+
+    def fails_on_the_second_read_of_a(path):
+        if path.name == "a.png":
+            calls["n"] += 1
+            if calls["n"] == 2:  # the check passes; the read for predicting fails
+                raise I.InputError(f"image '{path}' frame 0 cannot be decoded")
+        return real(path)
+
+    monkeypatch.setattr(I, "_read_image", fails_on_the_second_read_of_a)
+    out = tmp_path / "out"
+    rc = main([str(folder), "--checkpoint", "x.pt", "--out", str(out), "--quiet", "--skip-bad"],
+              predictor=cass_predictor)
+    err = capsys.readouterr().err
+    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ["b"]
+    assert "skipped: image" in err and "a.png" in err.strip().splitlines()[-1]

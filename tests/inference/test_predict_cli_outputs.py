@@ -232,3 +232,12 @@ def test_labels_of_a_crowded_frame_do_not_overlap_and_stay_inside():
     boxes = place_labels(anchors, [(120, 20)] * 20, (0, 30, 512, 542))
     assert all(b[0] >= 0 and b[1] >= 30 and b[2] <= 512 and b[3] <= 542 for b in boxes)
     assert all(_overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_the_console_is_for_a_person(predicted):
+    """tools/predict.py's console holds what a user reads (the banner, a line an input, where it went),
+    not the third-party warnings sam3 and torch raise at import (torch.jit, CUDA autocast)."""
+    _, proc = predicted
+    text = proc.stdout + proc.stderr
+    assert "Warning" not in text and "warnings.warn" not in text, text[-3000:]
+    assert "wrote 5 inputs" in proc.stdout, proc.stdout[-2000:]
