@@ -119,7 +119,7 @@ def print_summary(metrics: Optional[dict], cfg: DictConfig, seconds: float) -> N
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides before or after the flags
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     if args.debug:
         os.environ["SAM3_ANGIO_VERBOSE"] = "1"

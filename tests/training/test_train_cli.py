@@ -64,6 +64,17 @@ def test_check_passes_on_shipped_configs(tmp_path):
         assert "config OK" in proc.stdout
 
 
+def test_overrides_may_come_before_and_after_the_flags(tmp_path):
+    """`tools/train.py -c cass.yaml trainer.max_epochs=3 --check paths.x=...`: both overrides count (argparse
+    alone refuses the second as an unrecognised argument)."""
+    proc = check_train(["-c", "configs/angiography/cass.yaml", "data.max_phrases_per_frmae=3", "--check",
+                        f"paths.experiments_root={tmp_path}"])
+    assert proc.returncode != 0 and "data.max_phrases_per_frmae" in proc.stdout + proc.stderr
+    proc = check_train(["-c", "configs/angiography/cass.yaml", "trainer.max_epochs=3", "--check",
+                        f"paths.experiments_root={tmp_path}"])
+    assert proc.returncode == 0 and "config OK" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_list_shows_registered_components():
     proc = run_train(["--list"], check=True)
     assert "sam3_angio.model.tiny.build_sam3_tiny" in proc.stdout
