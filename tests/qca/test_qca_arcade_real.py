@@ -1,0 +1,54 @@
+"""QCA on a real angiogram: one ARCADE frame is in both validation splits (syntax_val 4.png and
+stenosis_val 58.png, the same pixels up to re-encoding), so the stenoses the ARCADE annotators drew can
+be compared with what QCA reports on the mid LAD segment mask the SYNTAX annotators drew. Both stenoses
+lie in that segment; QCA must find each as a lesion (its MLD point inside or next to the stenosis
+polygon) with a significant % diameter stenosis. Data: Popov et al., Scientific Data 11 (2024)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from conftest import ARCADE
+
+SYNTAX, STENOSIS = ARCADE / "syntax_val", ARCADE / "stenosis_val"
+
+
+def _masks(split, file_name):
+    from PIL import Image
+    from pycocotools import mask as M
+
+    coco = json.loads((split / "annotations.json").read_text())
+    image = next(i for i in coco["images"] if i["file_name"] == file_name)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    out = []
+    for a in coco["annotations"]:
+        if a["image_id"] == image["id"]:
+            rle = M.merge(M.frPyObjects(a["segmentation"], image["height"], image["width"]))
+            out.append((names[a["category_id"]], M.decode(rle).astype(bool)))
+    pixels = np.asarray(Image.open(split / "images" / file_name).convert("L"), np.float32)
+    return out, pixels
+
+
+def test_qca_finds_both_annotated_stenoses_of_a_real_mid_lad():
+    from scipy import ndimage
+
+    from sam3_angio.qca import measure_mask
+
+    segments, frame_a = _masks(SYNTAX, "4.png")
+    stenoses, frame_b = _masks(STENOSIS, "58.png")
+    assert np.abs(frame_a - frame_b).mean() < 5, "the two splits' files are no longer the same frame"
+    stenoses = [m for name, m in stenoses if name == "stenosis"]
+    mid_lad = next(m for name, m in segments if name == "7")  # SYNTAX 7 = mid LAD
+    assert len(stenoses) == 2 and all((m & mid_lad).sum() > 0.3 * m.sum() for m in stenoses)
+
+    q = measure_mask(mid_lad, source="arcade syntax_val 4.png#7")
+    assert 2 <= len(q.lesions) <= 3
+    for st in stenoses:
+        # distance of every pixel to the stenosis polygon; a lesion's MLD must lie within a lumen radius
+        dist = ndimage.distance_transform_edt(~st)
+        near = [le for le in q.lesions
+                if dist[int(round(le.mld_xy[1])), int(round(le.mld_xy[0]))] <= 0.5 * le.reference_diameter]
+        assert near, [(le.mld_xy, le.percent_diameter_stenosis) for le in q.lesions]
+        assert max(le.percent_diameter_stenosis for le in near) >= 50
