@@ -124,9 +124,10 @@ def format_summary(m: Mapping[str, Any], per_class: bool = True) -> str:
             if not m.get(f"{base}.n_gt"):
                 continue
             name = base[len("per_class."):]
-            rows.append(f"  {name[:28]:28s} {m[k]!s:>4} GT {m.get(f'{base}.n_gt'):4d}  " + "  ".join(f"{t} AP {_f(m.get(f'{base}.{t}.AP'))}" for t in types))
+            rows.append(f"  {name[:36]:36s} {m[k]!s:>5} {m.get(f'{base}.n_gt'):6d}  "
+                        + "  ".join(f"{t} AP {_f(m.get(f'{base}.{t}.AP'))}" for t in types))
         if rows:
-            lines.append("per class (classes with ground truth):")
+            lines.append(f"per class (classes with ground truth):\n  {'class':36s} {'id':>5} {'n GT':>6}")
             lines += rows
     ignored = {k[len('ignored.'):]: v for k, v in m.items() if k.startswith("ignored.") and v}
     if ignored:
