@@ -38,11 +38,12 @@ def runs(flag: np.ndarray) -> List[Tuple[int, int]]:
 
 
 def lesion_regions(d: np.ndarray, ref: np.ndarray, detect_pct: float, edge_pct: float,
-                   valid: Optional[np.ndarray] = None) -> List[Tuple[int, int]]:
+                   valid: Optional[np.ndarray] = None, min_depth_px: float = 0.0) -> List[Tuple[int, int]]:
     """Sample ranges ``[i0, i1)`` of lesions: each run narrower than ``(1 - detect_pct/100) x ref``
-    grown while narrower than ``(1 - edge_pct/100) x ref``; overlapping regions merge."""
+    and at least ``min_depth_px`` below ``ref``, grown while narrower than ``(1 - edge_pct/100) x ref``;
+    overlapping regions merge."""
     ratio = d / np.maximum(ref, 1e-9)
-    core = ratio < 1.0 - detect_pct / 100.0
+    core = (ratio < 1.0 - detect_pct / 100.0) & (ref - d >= min_depth_px)
     if valid is not None:
         core &= valid
     below_edge = ratio < 1.0 - edge_pct / 100.0

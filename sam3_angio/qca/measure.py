@@ -39,6 +39,11 @@ class QCAParams:
     min_mld_window_px: float = 3.0  # and at least this many pixels
     detect_pct: float = 20.0  # a lesion is narrower than the reference by at least this much
     edge_pct: float = 5.0  # its edges: where the lumen is back within this of the reference
+    # ... and at least this many px below it: a binary mask shows an edge only to the pixel, so a vessel
+    # of constant calibre can gain or lose a whole row of pixels (in a 2-4 px vessel 25-50 % of its
+    # diameter), which the smoothed profile reads as a dip of up to ~1.1 px; docs/qca.md "Minimum
+    # detectable narrowing"
+    min_depth_px: float = 1.25
     reference_degree: int = 1  # polynomial degree of the reference function (1: linear taper)
     reference: str = "interpolated"  # interpolated | global (one diameter for the whole segment: baseline)
     clamp_reference: bool = True  # the reference never exceeds the widest healthy (smoothed) diameter
@@ -55,6 +60,9 @@ class QCAParams:
             raise QCAInputError(f"step_px must be in (0, 2] px, got {self.step_px}")
         if not (0 < self.detect_pct < 100) or not (0 <= self.edge_pct < self.detect_pct):
             raise QCAInputError(f"need 0 <= edge_pct < detect_pct < 100, got {self.edge_pct}, {self.detect_pct}")
+        if not (math.isfinite(self.min_depth_px) and self.min_depth_px >= 0):
+            raise QCAInputError(f"min_depth_px must be a finite number of pixels >= 0 (0: no depth rule), "
+                                f"got {self.min_depth_px}")
         return self
 
 
@@ -201,12 +209,13 @@ def measure_mask(
     fit = interpolated_reference(
         s, d, valid=valid, exclude=exclude, degree=p.reference_degree, detect_pct=p.detect_pct,
         edge_pct=p.edge_pct, margin_px=0.5 * med, max_iter=p.max_iter, clamp=p.clamp_reference,
+        min_depth_px=p.min_depth_px,
     )
     warnings.extend(fit.warnings)
     ref, regions = fit.reference, fit.regions
     if p.reference == "global":  # baseline: one reference diameter (the median of the healthy samples)
         ref = np.full(n, float(np.median(d[fit.used])) if fit.used.any() else med)
-        regions = lesion_regions(d, ref, p.detect_pct, p.edge_pct, valid)
+        regions = lesion_regions(d, ref, p.detect_pct, p.edge_pct, valid, p.min_depth_px)
     ref = np.maximum(ref, 1e-6)
     if p.mld_window > 0:
         # Inside a lesion, a window as long as the lesion itself would fill in its narrowest part:

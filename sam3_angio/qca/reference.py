@@ -68,6 +68,7 @@ def interpolated_reference(
     margin_px: float = 0.0,
     max_iter: int = 20,
     clamp: bool = True,
+    min_depth_px: float = 0.0,
 ) -> ReferenceFit:
     """Fit the reference function to ``d`` outside the lesions (and outside ``exclude``, e.g. side
     branch take-offs), find the lesions against it, and repeat until they are the same twice.
@@ -103,25 +104,31 @@ def interpolated_reference(
     regions: List[Tuple[int, int]] = []
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
-        ref = evaluate(coef, used)
-        regions = lesion_regions(d, ref, detect_pct, edge_pct, valid)
-        excl = np.zeros(n, bool)
-        for a, b in regions:
-            excl[max(0, a - margin): min(n, b + margin)] = True
-        new_used = base & ~excl
-        if new_used.sum() < 3:
-            # lesions cover (nearly) the whole segment: the widest fifth stands in for healthy vessel
-            thr = np.percentile(d[base], 80)
-            new_used = base & (d >= thr)
-            if "widest" not in " ".join(warnings):
-                warnings.append("the lesion(s) cover nearly the whole segment: the reference is fitted to its "
-                                "widest fifth")
-        if np.array_equal(new_used, used) and it > 1:
-            converged = True
-            break
-        used = new_used
-        coef, deg = fit(used)
+    # Two stages: the lesion set settles on the relative rule alone, then narrowings shallower than
+    # min_depth_px are dropped and the fit settles again. Starting with the depth rule would let a long
+    # lesion that pulls the first (all-samples) fit down hide under its own reference.
+    for depth in ((0.0, min_depth_px) if min_depth_px > 0 else (0.0,)):
+        converged = False
+        for k in range(1, max_iter + 1):
+            it += 1
+            ref = evaluate(coef, used)
+            regions = lesion_regions(d, ref, detect_pct, edge_pct, valid, depth)
+            excl = np.zeros(n, bool)
+            for a, b in regions:
+                excl[max(0, a - margin): min(n, b + margin)] = True
+            new_used = base & ~excl
+            if new_used.sum() < 3:
+                # lesions cover (nearly) the whole segment: the widest fifth stands in for healthy vessel
+                thr = np.percentile(d[base], 80)
+                new_used = base & (d >= thr)
+                if "widest" not in " ".join(warnings):
+                    warnings.append("the lesion(s) cover nearly the whole segment: the reference is fitted to "
+                                    "its widest fifth")
+            if np.array_equal(new_used, used) and (k > 1 or depth > 0):
+                converged = True
+                break
+            used = new_used
+            coef, deg = fit(used)
     ref = evaluate(coef, used)
     if deg < degree:
         warnings.append(f"reference fitted with a degree-{deg} polynomial (asked {degree}): too little healthy "

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from qca_helpers import tube
 
-from sam3_angio.qca import QCAParams, measure_mask
+from sam3_angio.qca import QCAParams, measure_mask, phantom
+from sam3_angio.qca.errors import QCAInputError
 
 MM = 0.25  # mm per pixel
 
@@ -90,3 +91,36 @@ def test_a_pure_function_of_the_mask():
     a = measure_mask(mask, MM).to_dict()
     b = measure_mask(mask, MM).to_dict()
     assert a == b and np.array_equal(mask, before)
+
+
+def _thin_tube_with_a_quantisation_step():
+    """A 2.9 px tube of constant calibre along x whose centreline moves half a pixel over 20 px: pixel
+    centres within 1.45 px of it are 3 rows at y = 30 but only 2 at y = 30.5, so the mask loses a whole
+    row of pixels there (a one-pixel step, 33 % of the diameter) while the lumen does not narrow."""
+    x = np.arange(10.0, 190.0, 0.25)
+    y = 30.0 + 0.5 * np.clip(np.minimum(x - 90.0, 110.0 - x), 0.0, 1.0)
+    mask = phantom.tube_mask(np.stack([x, y], axis=1), np.full(len(x), 1.45), (64, 200))
+    assert mask[:, 100].sum() == 2 and mask[:, 40].sum() == 3
+    return mask
+
+
+def test_a_one_pixel_quantisation_step_in_a_thin_tube_is_no_lesion():
+    mask = _thin_tube_with_a_quantisation_step()
+    # the relative rule alone (>= 20 % narrower) calls the missing row a lesion ...
+    assert len(measure_mask(mask, ostium=(10.0, 30.0), params=QCAParams(min_depth_px=0.0)).lesions) == 1
+    # ... the default asks for a narrowing deeper than the mask's quantisation
+    q = measure_mask(mask, ostium=(10.0, 30.0))
+    assert q.lesions == [] and q.reference_diameter == pytest.approx(2.9, abs=0.4)
+
+
+@pytest.mark.parametrize("pct", [50.0, 70.0])
+def test_a_real_narrowing_of_the_same_thin_tube_is_found(pct):
+    mask, _, _ = tube(diameter=3.0, lesions=[(100.0, 24.0, pct)])
+    q = measure_mask(mask)
+    assert len(q.lesions) == 1
+    assert q.lesions[0].percent_diameter_stenosis == pytest.approx(pct, abs=8.0)
+
+
+def test_min_depth_must_be_a_non_negative_number_of_pixels():
+    with pytest.raises(QCAInputError, match="min_depth_px"):
+        QCAParams(min_depth_px=-1.0).check()
