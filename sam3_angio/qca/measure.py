@@ -161,6 +161,23 @@ def _shape_flags(cl: Centerline, med: float, hinted: bool, flags: List[str], war
                         f"diameter rests on very little healthy vessel")
 
 
+def _open_end(valid: np.ndarray, a: int, b: int) -> Optional[str]:
+    """Which end of the measured profile the lesion samples ``a:b`` run into (no valid sample beyond)."""
+    at_start, at_end = not valid[:a].any(), not valid[b:].any()
+    return "both" if at_start and at_end else "start" if at_start else "end" if at_end else None
+
+
+def _open_end_flag(lesions: List[LesionQCA], flags: List[str], warnings: List[str]) -> None:
+    open_ = [(i, L.open_end) for i, L in enumerate(lesions, 1) if L.open_end]
+    if not open_:
+        return
+    flags.append("lesion_at_mask_end")
+    which = ", ".join(f"lesion {i} ({end})" for i, end in open_)
+    warnings.append(f"{which} run(s) into an end of the mask: no healthy vessel beyond it there, so its reference "
+                    f"is extrapolated, and a mask cut or tapered at a junction looks the same as a narrowing; "
+                    f"check it on the figure")
+
+
 def measure_mask(
     mask: np.ndarray,
     mm_per_pixel: Optional[float] = None,
@@ -244,9 +261,11 @@ def measure_mask(
             percent_diameter_stenosis=L.percent_diameter_stenosis, mld=L.mld * k, reference_diameter=L.reference * k,
             lesion_length=L.length * k, position=L.position * k, start=L.start * k, end=L.end * k,
             mld_xy=(float(xy[L.index, 0]), float(xy[L.index, 1])), units=units, index=L.index,
+            open_end=_open_end(valid, L.i0, L.i1),
         )
         for L in les_px
     ]
+    _open_end_flag(lesions, flags, warnings)
     if left is None:
         left = right = 0.5 * fill_gaps(raw)
     edges = (xy + left[:, None] * cl.normal, xy - right[:, None] * cl.normal)

@@ -31,6 +31,9 @@ class LesionQCA:
     mld_xy: Tuple[float, float]  # (x, y) frame pixels of the MLD point
     units: str = "mm"
     index: int = 0  # profile sample of the MLD
+    # "start" / "end" / "both": the lesion runs into that end of the measured vessel (no healthy vessel
+    # beyond it in the mask, its reference there extrapolated); None: healthy vessel on both sides
+    open_end: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         u = self.units
@@ -43,6 +46,7 @@ class LesionQCA:
             f"start_{u}": _r(self.start, 2),
             f"end_{u}": _r(self.end, 2),
             "mld_xy": [_r(self.mld_xy[0], 2), _r(self.mld_xy[1], 2)],
+            "open_end": self.open_end,
         }
 
 

@@ -124,3 +124,17 @@ def test_a_real_narrowing_of_the_same_thin_tube_is_found(pct):
 def test_min_depth_must_be_a_non_negative_number_of_pixels():
     with pytest.raises(QCAInputError, match="min_depth_px"):
         QCAParams(min_depth_px=-1.0).check()
+
+
+def test_a_lesion_that_runs_into_an_end_of_the_mask_says_so():
+    """A narrowing cut by the mask's end (no healthy vessel beyond it) is reported with open_end and a
+    flag + warning (a mask tapered at a junction looks the same); one with vessel on both sides is not."""
+    closed = measure_mask(tube(lesions=[(100.0, 48.0, 60.0)])[0], MM, ostium=(28.0, 70.0))
+    assert [L.open_end for L in closed.lesions] == [None] and "lesion_at_mask_end" not in closed.flags
+    assert closed.to_dict()["lesions"][0]["open_end"] is None
+    cut = measure_mask(tube(lesions=[(190.0, 60.0, 60.0)])[0], MM, ostium=(28.0, 70.0))  # tube is 200 px long
+    assert [L.open_end for L in cut.lesions] == ["end"]
+    assert "lesion_at_mask_end" in cut.flags and any("end of the mask" in w for w in cut.warnings)
+    assert cut.to_dict()["lesions"][0]["open_end"] == "end"
+    start = measure_mask(tube(lesions=[(10.0, 60.0, 60.0)])[0], MM, ostium=(28.0, 70.0))
+    assert [L.open_end for L in start.lesions] == ["start"]
