@@ -15,7 +15,7 @@ PathLike = Union[str, Path]
 JSON_NAME = "qca.json"
 CSV_NAME = "qca.csv"
 CSV_COLUMNS = ("input", "frame", "cass_segment", "cass_name", "lesion", "percent_diameter_stenosis", "mld",
-               "reference_diameter", "lesion_length", "position", "units")
+               "reference_diameter", "lesion_length", "position", "units", "open_end")
 
 
 def csv_rows(report: QCAReport) -> List[dict]:
@@ -31,7 +31,7 @@ def csv_rows(report: QCAReport) -> List[dict]:
                 "cass_name": seg.meta.get("cass_name") or "", "lesion": k,
                 "percent_diameter_stenosis": d["percent_diameter_stenosis"], "mld": d[f"mld_{u}"],
                 "reference_diameter": d[f"reference_diameter_{u}"], "lesion_length": d[f"lesion_length_{u}"],
-                "position": d[f"position_{u}"], "units": u,
+                "position": d[f"position_{u}"], "units": u, "open_end": d["open_end"] or "",
             })
     return rows
 

@@ -137,3 +137,12 @@ def test_an_empty_annotation_is_skipped_and_reported_in_a_batch(tmp_path, masks,
     data, _ = _read(out)
     assert len(data["segments"]) == 1 and len(data["skipped"]) == 1
     assert "empty" in data["skipped"][0]["error"] and "warning: skipped" in capsys.readouterr().err
+
+
+def test_the_csv_says_which_lesions_run_into_a_mask_end(tmp_path):
+    mask, _, _ = tube(lesions=[(100.0, 48.0, 60.0), (190.0, 60.0, 60.0)])  # the second is cut by the end
+    assert main(["--mask", str(save_png(tmp_path / "m.png", mask)), "--ostium", "28", "70", "--out",
+                 str(tmp_path / "q"), "--no-figures"]) == 0
+    with open(tmp_path / "q" / "qca.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["open_end"] for r in rows] == ["", "end"]
