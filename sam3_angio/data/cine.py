@@ -40,6 +40,32 @@ class CineInfo:
         return (self.height, self.width)
 
 
+def _check_npy_file(path: Path) -> None:
+    """The two damages numpy names badly: a file that is not .npy at all (numpy then talks of pickled
+    data) and a truncated one (numpy: 'mmap length is greater than file size')."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise CineError(f"cine '{path}' is not a NumPy .npy file (no .npy header: empty, damaged or another "
+                            f"format renamed); expected an array (T, H, W) or (T, H, W, C) saved with numpy.save")
+        f.seek(0)
+        try:
+            version = npy.read_magic(f)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(f)
+        except Exception:
+            return  # a header numpy cannot parse: np.load below says why
+        offset = f.tell()
+    if dtype.hasobject:
+        return
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise CineError(f"cine '{path}' is truncated: its header says {tuple(shape)} {dtype} ({need:,d} bytes) but "
+                        f"the file has {size:,d} bytes; copy the file again")
+
+
 def open_cine(path: PathLike) -> np.ndarray:
     """The cine as a read-only memory map ``(T, H, W[, C])``; no pixel is read until indexed."""
     path = Path(path)
@@ -50,6 +76,7 @@ def open_cine(path: PathLike) -> np.ndarray:
         )
     if not path.is_file():
         raise CineError(f"cine '{path}' does not exist")
+    _check_npy_file(path)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # corrupt header, pickled object arrays, ...

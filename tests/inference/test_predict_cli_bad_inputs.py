@@ -43,10 +43,19 @@ BAD = {
     "frame out of range": (lambda d: np.save(d / "c.npy", np.zeros((3, 32, 32), np.uint8)) or d / "c.npy",
                            ["--frames", "0,7"], ["frame 7", "c.npy", "3 frames"]),
     "empty folder": (lambda d: (d / "empty").mkdir() or d / "empty", [], ["empty", "no input files"]),
+    "not a .npy": (lambda d: _bytes(d / "renamed.npy", b"RIFF....AVI LIST" * 8), [],
+                   ["renamed.npy", "not a NumPy .npy file"]),
+    "truncated .npy": (lambda d: _truncated_npy(d / "cut.npy"), [], ["cut.npy", "truncated", "(5, 64, 64)"]),
     "empty image": (lambda d: _bytes(d / "zero.png", b""), [], ["zero.png", "empty (0 bytes)"]),
     "not an image": (lambda d: _bytes(d / "notes.png", b"hello, not a picture"), [], ["notes.png", "not a valid PNG"]),
     "missing input": (lambda d: d / "nowhere.dcm", [], ["nowhere.dcm", "does not exist"]),
 }
+
+
+def _truncated_npy(path):
+    np.save(path, np.zeros((5, 64, 64), np.uint8))
+    path.write_bytes(path.read_bytes()[:3000])
+    return path
 
 
 def _bytes(path, data):
