@@ -229,7 +229,8 @@ def parse_click(text: str) -> Tuple[float, float, bool]:
             raise ValueError
         x, y = float(parts[0]), float(parts[1])
     except ValueError:
-        raise InputError(f"--click {text!r}: expected X,Y or X,Y:neg (frame pixels, e.g. 120,88 or 140,60:neg)") from None
+        raise InputError(f"--click {text!r}: expected X,Y or X,Y:neg (frame pixels, e.g. 120,88 or "
+                         f"140,60:neg)") from None
     if x < 0 or y < 0:
         raise InputError(f"--click {text!r}: pixel coordinates are >= 0")
     return x, y, kind == "pos"
@@ -445,8 +446,11 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             O.save_png(tmp / O.overlay_name(frame), picture)
             pictures.append(O.overlay_name(frame))
             names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")
+            best = max((float(i["score"]) for i in insts), default=None)
             say(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
-                  + (f": {names}" if segs else ""), flush=True)
+                + (f": {names}" if segs else
+                   f" (best instance score {best:.2f}; a lower --score-thr shows more, with less confidence)"
+                   if best is not None and best < args.score_thr else ""), flush=True)
         if len(frames) >= 2:
             write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
         O.write_segments_csv(tmp / "segments.csv", rows)

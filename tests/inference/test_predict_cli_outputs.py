@@ -241,3 +241,14 @@ def test_the_console_is_for_a_person(predicted):
     text = proc.stdout + proc.stderr
     assert "Warning" not in text and "warnings.warn" not in text, text[-3000:]
     assert "wrote 5 inputs" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_frame_without_a_segment_says_the_best_score(cass_predictor, inputs, tmp_path, capsys):
+    """Nothing at or above --score-thr: the frame's line gives the best instance score, so a user knows
+    whether the threshold or the model is the reason."""
+    from sam3_angio.inference.cli import main
+
+    assert main([str(inputs / "frame.png"), "--checkpoint", "x.pt", "--out", str(tmp_path / "o"), "--quiet",
+                 "--score-thr", "1.0"], predictor=cass_predictor) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("frame 0:"))
+    assert "0 segment(s) >= 1" in line and "best instance score 0." in line and "--score-thr" in line
