@@ -57,7 +57,7 @@ import numpy as np
 from ..errors import DataError
 from ..view_angles import ViewAngles, parse_angles_text, parse_view_angles
 from .cine import CineError, open_cine, read_frame, to_gray_uint8
-from .dicom import DICOM_SUFFIXES, DicomError, is_dicom, iter_dicom_frames, read_dicom_header
+from .dicom import DICOM_SUFFIXES, DicomError, check_decodable, is_dicom, iter_dicom_frames, read_dicom_header
 from .frame_selection import FrameSpec, FrameSpecError, best_frame, parse_frames
 
 PathLike = Union[str, Path]
@@ -420,8 +420,6 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
     shape, an image decoded (one frame); explicit ``frames`` against the frame count. A study CSV is
     checked row by row as it is read, not here. Raises :class:`InputError` naming the file; a damaged
     frame deep in a compressed file can still fail later, when it is decoded."""
-    from .dicom import check_decodable
-
     spec = _frames(frames)
     path, kind = source.path, source.kind
     try:
