@@ -244,7 +244,35 @@ def dry_run(args) -> int:
               f"{n_train * 4 / 2**30:>7.2f} GB")
     print(f"  LoRA: {adapters:,d} adapter parameters + {n_lora - adapters:,d} in our heads; "
           f"optimiser state full / LoRA = {full / n_lora:.0f}x")
+    if args.time_text:
+        time_text_vs_image(model, args)
     return 0
+
+
+def time_text_vs_image(model, args) -> None:
+    """What the text cache can save on the real architecture, timed on this CPU in one process: one
+    ``forward_text`` of a CASS step's phrases (the 14 names; frozen encoder: no backward) against one
+    ``forward_image`` of a frame at ``--resolution`` (the forward alone; a training step adds at least
+    the trunk's backward, so the text share of a step is below the share printed here)."""
+    from sam3_angio.cass import DEFAULT_CLASS_IDS, cass_name
+
+    backbone = model.detector.backbone
+    backbone.eval()
+    phrases = [cass_name(i) for i in DEFAULT_CLASS_IDS]
+    image = torch.randn(1, 3, args.resolution, args.resolution)
+    with torch.inference_mode():
+        backbone.forward_text(phrases[:2], device="cpu")  # warm-up (allocations, tokenizer)
+        t0 = time.perf_counter()
+        backbone.forward_text(phrases, device="cpu")
+        text_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        backbone.forward_image(image)
+        image_s = time.perf_counter() - t0
+    share = text_s / (text_s + image_s)
+    print(f"\nreal architecture, {torch.get_num_threads()} CPU thread(s), forward only: text encoder on "
+          f"{len(phrases)} phrases {text_s:.1f} s, image backbone at {args.resolution} px {image_s:.1f} s; "
+          f"the text is {100 * share:.1f}% of these two forwards - the most the text cache can save of a "
+          f"step's backbone work (a training step adds the image trunk's backward)")
 
 
 def gpu(args) -> int:
@@ -306,6 +334,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--max-phrases", type=int, default=3, help="the sampled row: data.max_phrases_per_frame")
     p.add_argument("--r", type=int, default=16, help="LoRA rank for --dry-run")
+    p.add_argument("--time-text", action="store_true", help="--model sam3 --dry-run: also time one text forward "
+                   "of the 14 CASS phrases against one image forward at --resolution (CPU, minutes)")
     p.add_argument("--data", help="data root with the demo data (default: a temporary folder)")
     p.add_argument("--resolution", type=int, default=1008, help="--model sam3 on cuda")
     p.add_argument("--checkpoint", help="--model sam3 on cuda: sam3.pt (default: random weights)")
