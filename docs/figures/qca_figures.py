@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draws docs/figures/qca_synthetic.png and docs/figures/qca_arcade_stenosis.png (docs/qca.md).
+"""Draws docs/figures/qca_synthetic.png, qca_arcade_stenosis.png and qca_arcade_mid_lad.png (docs/qca.md).
 
     python docs/figures/qca_figures.py [--arcade ../shared/data/arcade/stenosis_val] [--image-id 11]
 
@@ -95,12 +95,35 @@ def arcade_figure(out: Path, arcade: Path, image_id: int) -> None:
                                       f"{L.reference_diameter:.1f} px" for L in q.lesions), q.flags)
 
 
+def arcade_pair_figure(out: Path, arcade: Path) -> None:
+    """The one frame in both ARCADE validation splits (syntax_val 4.png = stenosis_val 58.png): QCA of
+    the annotators' mid LAD (SYNTAX 7) mask, with the stenosis polygons the other annotation drew."""
+    def masks(split: str, file_name: str):
+        data = json.loads((arcade / split / "annotations.json").read_text())
+        rec = next(i for i in data["images"] if i["file_name"] == file_name)
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        return rec, [(names[a["category_id"]], decode_segmentation(a["segmentation"], rec["height"], rec["width"]))
+                     for a in data["annotations"] if a["image_id"] == rec["id"]]
+
+    rec, segments = masks("syntax_val", "4.png")
+    _, stenoses = masks("stenosis_val", "58.png")
+    image = np.asarray(Image.open(arcade / "syntax_val" / "images" / rec["file_name"]).convert("L"), np.float32) / 255
+    mid_lad = next(m for name, m in segments if name == "7")
+    q = measure_mask(mid_lad, None, source="ARCADE syntax_val 4.png, SYNTAX 7 (mid LAD)")
+    title = ("ARCADE syntax_val 4.png = stenosis_val 58.png (Popov et al. 2024): QCA of the annotated mid LAD "
+             "mask; dashed: the annotated stenoses")
+    segment_figure(q, out, image=image, mask=mid_lad, title=title,
+                   outlines=[(m, "stenosis") for name, m in stenoses if name == "stenosis"])
+    print(f"{out.name}: " + "; ".join(f"{L.percent_diameter_stenosis:.0f}% DS, MLD {L.mld:.1f} px, ref "
+                                      f"{L.reference_diameter:.1f} px, open end {L.open_end}" for L in q.lesions))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arcade", default=str(HERE.parents[2] / "shared" / "data" / "arcade" / "stenosis_val"))
     ap.add_argument("--image-id", type=int, default=11)
     ap.add_argument("--out", default=str(HERE))
-    ap.add_argument("--only", choices=("synthetic", "arcade"))
+    ap.add_argument("--only", choices=("synthetic", "arcade", "arcade-pair"))
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +131,8 @@ def main() -> int:
         synthetic_figure(out / "qca_synthetic.png")
     if a.only in (None, "arcade"):
         arcade_figure(out / "qca_arcade_stenosis.png", Path(a.arcade), a.image_id)
+    if a.only in (None, "arcade-pair"):
+        arcade_pair_figure(out / "qca_arcade_mid_lad.png", Path(a.arcade).parent)
     return 0
 
 

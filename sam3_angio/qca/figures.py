@@ -5,7 +5,7 @@ beside the diameter profile with the reference line and the lesion(s) shaded (ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,9 +29,11 @@ def _crop_box(q: SegmentQCA, shape, margin: int = 24):
 
 
 def segment_figure(q: SegmentQCA, out_path: PathLike, image: Optional[np.ndarray] = None,
-                   mask: Optional[np.ndarray] = None, title: Optional[str] = None, dpi: int = 110) -> Path:
+                   mask: Optional[np.ndarray] = None, title: Optional[str] = None, dpi: int = 110,
+                   outlines: Sequence[Tuple[np.ndarray, str]] = ()) -> Path:
     """Write the figure of ``q`` to ``out_path`` (PNG). ``image`` (H, W) or (H, W, 3) is the frame;
-    without it the ``mask`` is shown."""
+    without it the ``mask`` is shown. ``outlines``: ``(mask (H, W), label)`` pairs drawn as contours on the
+    frame crop (e.g. an annotator's stenosis regions, to compare with the lesions found)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +59,16 @@ def segment_figure(q: SegmentQCA, out_path: PathLike, image: Optional[np.ndarray
         ax0.plot(*les.mld_xy, "x", color=c, ms=9, mew=2)
     if not q.lesions and len(xy):
         ax0.plot(xy[q.worst_index, 0], xy[q.worst_index, 1], "x", color="#2ca02c", ms=8, mew=2)
+    limits = ax0.get_xlim(), ax0.get_ylim()
+    for region, label in outlines:
+        ax0.contour(np.asarray(region, np.float32), levels=[0.5], colors=["#ff3df5"], linewidths=1.0,
+                    linestyles="dashed")
+        ys, xs = np.nonzero(region)
+        if len(xs):
+            ax0.annotate(label, (float(xs.max()), float(ys.min())), fontsize=7, color="#ff3df5")
+    if outlines:
+        ax0.set_xlim(*limits[0])
+        ax0.set_ylim(*limits[1])
     ax0.set_xticks([])
     ax0.set_yticks([])
     ax0.set_title("frame crop: centreline (o = start), edges, MLD (x)", fontsize=8)

@@ -52,3 +52,22 @@ def test_qca_finds_both_annotated_stenoses_of_a_real_mid_lad():
                 if dist[int(round(le.mld_xy[1])), int(round(le.mld_xy[0]))] <= 0.5 * le.reference_diameter]
         assert near, [(le.mld_xy, le.percent_diameter_stenosis) for le in q.lesions]
         assert max(le.percent_diameter_stenosis for le in near) >= 50
+
+
+def test_the_figure_draws_the_annotated_stenoses_over_the_lesions(tmp_path):
+    from PIL import Image
+
+    from sam3_angio.qca import measure_mask
+    from sam3_angio.qca.figures import segment_figure
+
+    segments, frame = _masks(SYNTAX, "4.png")
+    stenoses, _ = _masks(STENOSIS, "58.png")
+    mid_lad = next(m for name, m in segments if name == "7")
+    q = measure_mask(mid_lad)
+    plain = segment_figure(q, tmp_path / "plain.png", image=frame / 255)
+    drawn = segment_figure(q, tmp_path / "outlined.png", image=frame / 255,
+                           outlines=[(m, "stenosis") for _, m in stenoses])
+    a, b = (np.asarray(Image.open(p).convert("RGB"), np.int16) for p in (plain, drawn))
+    assert a.shape == b.shape  # the crop and layout stay; the outlines add magenta pixels to the crop
+    magenta = lambda im: ((im[..., 0] > 200) & (im[..., 1] < 120) & (im[..., 2] > 200)).sum()  # noqa: E731
+    assert magenta(b) > magenta(a) + 50
