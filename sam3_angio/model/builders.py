@@ -57,6 +57,20 @@ def banner(name: str) -> str:
     return "MODEL: sam3 (840 M parameters)"
 
 
+#: The top-level parts of SAM3's image model (``Sam3Image``); tests/model check them against the model.
+SAM3_IMAGE_PARTS = ("backbone", "dot_prod_scoring", "geometry_encoder", "segmentation_head", "transformer")
+
+
+def _check_sam3_keys(sd, source: str) -> None:
+    """A checkpoint none of whose tensors belongs to SAM3's image model is refused before the model is
+    built (a minute and gigabytes on a CPU), with the same message the load would give."""
+    if sd and not any(k.split(".", 1)[0] in SAM3_IMAGE_PARTS for k in sd):
+        raise CheckpointError(
+            f"checkpoint {source} matched no tensor of the model (first checkpoint keys: {list(sd)[:3]}; "
+            f"SAM3's image model keeps its tensors under {', '.join(p + '.' for p in SAM3_IMAGE_PARTS)}); "
+            f"pass the released sam3.pt")
+
+
 @MODELS.register()
 def build_sam3(
     checkpoint_path: Optional[str],
@@ -76,6 +90,8 @@ def build_sam3(
             "model sam3 needs the SAM3 weights: pass paths.sam3_checkpoint=/path/to/sam3.pt"
         )
     sd = read_state_dict(checkpoint_path) if checkpoint_path else None
+    if sd is not None:
+        _check_sam3_keys(sam3_image_keys(sd), checkpoint_path)  # before 840 M parameters are built for nothing
     model = build_sam3_image_model(
         bpe_path=bpe_path or default_bpe(),
         device="cpu",  # the trainer moves it to its device

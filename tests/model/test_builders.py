@@ -106,3 +106,24 @@ def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------- registry
 
+
+
+def test_a_checkpoint_with_no_sam3_tensor_is_refused_before_the_real_model_is_built(tiny_sam3, tmp_path,
+                                                                                     monkeypatch):
+    """The early check knows SAM3's top-level parts (the same classes as the tiny model's) and stops a
+    foreign file before sam3's builder runs (a minute on a CPU)."""
+    import sam3.model_builder
+
+    from sam3_angio.model import builders
+    from sam3_angio.model.checkpoint import CheckpointError
+
+    assert set(builders.SAM3_IMAGE_PARTS) == {k.split(".", 1)[0] for k in tiny_sam3.state_dict()}
+    junk = tmp_path / "sam3.pt"
+    torch.save({"detector.something.weight": torch.zeros(3)}, junk)
+
+    def never(**kw):
+        raise AssertionError("the real model was built for a checkpoint that cannot fit it")
+
+    monkeypatch.setattr(sam3.model_builder, "build_sam3_image_model", never)
+    with pytest.raises(CheckpointError, match=r"matched no tensor.*something\.weight.*backbone\."):
+        builders.build_sam3(str(junk))
