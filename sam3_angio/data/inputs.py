@@ -9,7 +9,7 @@ Public API (what the predictor and the CLI call)::
         -> Iterator[InputFrame]                       # lazily, source after source
     find_inputs(paths, recursive=False) -> List[InputSource]        # no pixel read
     iter_source(source, frames="all", angles=None, mm_per_pixel=None) -> Iterator[InputFrame]
-    check_source(source, frames="all", angles=None, mm_per_pixel=None)  # cheap: header, shape; InputError
+    check_source(source, frames="all", angles=None, mm_per_pixel=None)  # headers only, no pixel; InputError
     parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
     describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
 
@@ -277,22 +277,39 @@ def _cine_reader(path: Path):
     return n, read
 
 
-def _read_image(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
+def _image_call(path: Path, read):
+    """``read(path)`` (imageio's imread or improps) with a broken file as one InputError line."""
     if path.stat().st_size == 0:
         raise InputError(f"image '{path}' is empty (0 bytes); copy the file again")
     try:
-        arr = np.asarray(iio.imread(path))
+        return read(path)
     except Exception as e:  # imageio / Pillow raise many types for a broken file
         why = str(e).splitlines()[0].strip() if str(e).strip() else ""  # imageio adds lines of plugin advice
         raise InputError(f"image '{path}' cannot be read (not a valid {path.suffix.lstrip('.').upper() or 'image'} "
                          f"file?): {type(e).__name__}: {why}") from None
+
+
+def _check_image_shape(path: Path, shape: Tuple[int, ...]) -> None:
+    """One frame: (H, W) or (H, W, C) with C grey, grey + alpha, RGB or RGBA."""
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 2, 3, 4))):
+        raise InputError(f"image '{path}' decodes to shape {tuple(shape)}; expected one frame (H, W) or (H, W, C) "
+                         f"- a multi-page file is a cine: save it as .npy (T, H, W) or DICOM")
+
+
+def _check_image(path: Path) -> None:
+    """The image's header (shape, no pixel decoded): what check_source needs."""
+    import imageio.v3 as iio
+
+    _check_image_shape(path, _image_call(path, iio.improps).shape)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    arr = np.asarray(_image_call(path, iio.imread))
+    _check_image_shape(path, arr.shape)
     if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
         arr = arr[..., 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
-        raise InputError(f"image '{path}' decodes to shape {arr.shape}; expected one frame (H, W) or (H, W, C) "
-                         f"- a multi-page file is a cine: save it as .npy (T, H, W) or DICOM")
     try:
         return to_gray_uint8(arr)
     except CineError as e:
@@ -415,11 +432,12 @@ def iter_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
 
 def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
                  angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None) -> None:
-    """Whether ``source`` can be read, cheaply and before any model work: a DICOM's header (its angles
-    and spacing unless ``angles`` / ``mm_per_pixel`` override them, its decoder, its length), a cine's
-    shape, an image decoded (one frame); explicit ``frames`` against the frame count. A study CSV is
-    checked row by row as it is read, not here. Raises :class:`InputError` naming the file; a damaged
-    frame deep in a compressed file can still fail later, when it is decoded."""
+    """Whether ``source`` can be read, from headers only (no pixel is decoded) and before any model work:
+    a DICOM's (its angles and spacing unless ``angles`` / ``mm_per_pixel`` override them, its decoder,
+    its length), a cine's shape, an image's shape; explicit ``frames`` against the frame count. A study
+    CSV is checked row by row as it is read, not here. Raises :class:`InputError` naming the file;
+    damaged pixel data (a truncated PNG, a broken frame deep in a compressed DICOM) can still fail later,
+    when it is decoded."""
     spec = _frames(frames)
     path, kind = source.path, source.kind
     try:
@@ -430,7 +448,7 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
         elif kind == "cine":
             n, _ = _cine_reader(path)
         elif kind == "image":
-            _read_image(path)
+            _check_image(path)
             n = 1
         else:
             return

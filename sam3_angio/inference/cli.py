@@ -153,8 +153,8 @@ def main(argv: Optional[List[str]] = None, predictor=None, cass_predictor=None) 
 # ------------------------------------------------------------------------------------------------------
 
 
-def say(*parts, file=None, flush: bool = True) -> None:
-    """A console line that does not tear a progress bar (tqdm's write when installed)."""
+def say(*parts, file=None) -> None:
+    """A console line (flushed) that does not tear a progress bar (tqdm's write when installed)."""
     text = " ".join(str(p) for p in parts)
     stream = file if file is not None else sys.stdout
     try:
@@ -301,7 +301,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
             else:
                 p = Predictor.from_checkpoint(args.checkpoint, config=args.config, overrides=overrides,
                                               device=args.device, naming=args.naming)
-            say(banner(p.info.model), flush=True)
+            say(banner(p.info.model))
             state["predictor"] = p
         if args.cass_checkpoint and state["cass"] is None:
             from sam3_angio.inference.predictor import Predictor
@@ -377,7 +377,8 @@ def _check_sources(sources: List[InputSource], args: argparse.Namespace, progres
                          f"nothing was predicted. Fix or remove them, or pass --skip-bad to predict the others)")
     for _, msg in bad:
         say(f"skipped: {msg}", file=sys.stderr)
-    ok = [s for s in sources if all(s is not b for b, _ in bad)]
+    bad_paths = {b.path for b, _ in bad}
+    ok = [s for s in sources if s.path not in bad_paths]
     if not ok:
         raise InputError(f"none of the {len(sources)} inputs can be read (each named above)")
     return ok, bad
@@ -393,7 +394,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
     first = frames[0]
     target = out / first.input_id
     say(f"{first.input_id}: {first.kind}, {len(frames)} of {first.n_frames} frame(s); {_describe_view(first)}; "
-          f"{_describe_spacing(first)}", flush=True)
+          f"{_describe_spacing(first)}")
     ids = list(range(1, len(frames) + 1))
     bs = predictor.batch_size
     chunks = [list(range(i, min(len(frames), i + bs))) for i in range(0, len(frames), bs)]
@@ -450,7 +451,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             say(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
                 + (f": {names}" if segs else
                    f" (best instance score {best:.2f}; a lower --score-thr shows more, with less confidence)"
-                   if best is not None and best < args.score_thr else ""), flush=True)
+                   if best is not None and best < args.score_thr else ""))
         if len(frames) >= 2:
             write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
         O.write_segments_csv(tmp / "segments.csv", rows)
@@ -458,8 +459,7 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
         if args.qca:
             qca_summary = write_qca(tmp, qca_items, first, figures=not args.no_qca_figures)
     say(f"  -> {target}/ (predictions.json, segments.csv, {len(pictures)} overlay(s)"
-          + (", overlay.gif" if len(frames) >= 2 else "") + (f", {qca_summary}" if args.qca else "") + ")",
-          flush=True)
+        + (", overlay.gif" if len(frames) >= 2 else "") + (f", {qca_summary}" if args.qca else "") + ")")
     return target
 
 
@@ -477,7 +477,7 @@ def write_qca(folder: Path, items: list, first: InputFrame, figures: bool = True
     write_report(report, folder)
     n_les = sum(len(s.lesions) for s in report.segments)
     for s in report.skipped:
-        say(f"  qca: skipped {s['source']}: {s['error']}", flush=True)
+        say(f"  qca: skipped {s['source']}: {s['error']}")
     return (f"qca.json, qca.csv: {len(report.segments)} segment(s) measured, {n_les} lesion(s)"
             + (f", {len(report.skipped)} skipped" if report.skipped else ""))
 
@@ -487,10 +487,10 @@ def correct_segment(predictor, frame: InputFrame, instances: List[dict], clicks,
     """The frame's instances with those of ``segment`` replaced by its click-corrected instance."""
     fixed = predictor.correct(frame.image, clicks, segment, frame.view_angles, image_id)
     if fixed is None:
-        say(f"  frame {frame.frame_index}: no instance of {segment!r} found with the clicks", flush=True)
+        say(f"  frame {frame.frame_index}: no instance of {segment!r} found with the clicks")
         return instances
     fixed = {k: v for k, v in fixed.items() if k != "mask"}
     name = fixed["cass_name"]
     say(f"  frame {frame.frame_index}: {name} corrected from {len(clicks)} click(s) "
-          f"(score {fixed['score']:.2f}, {fixed.get('area', 0)} px)", flush=True)
+          f"(score {fixed['score']:.2f}, {fixed.get('area', 0)} px)")
     return [fixed] + [r for r in instances if r.get("cass_name") != name]
