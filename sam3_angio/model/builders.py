@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from sam3_angio import cpu_compat
 from sam3_angio.errors import ConfigError, UserError
-from sam3_angio.model.checkpoint import CheckpointError, load_into, read_state_dict, sam3_image_keys
+from sam3_angio.model.checkpoint import CheckpointError, load_into, read_state_dict, require_parts, sam3_image_keys
 from sam3_angio.model.lora import apply_lora
 from sam3_angio.model.shared_seg_head import share_image_work
 from sam3_angio.registry import MODELS
@@ -61,16 +61,6 @@ def banner(name: str) -> str:
 SAM3_IMAGE_PARTS = ("backbone", "dot_prod_scoring", "geometry_encoder", "segmentation_head", "transformer")
 
 
-def _check_sam3_keys(sd, source: str) -> None:
-    """A checkpoint none of whose tensors belongs to SAM3's image model is refused before the model is
-    built (a minute and gigabytes on a CPU), with the same message the load would give."""
-    if sd and not any(k.split(".", 1)[0] in SAM3_IMAGE_PARTS for k in sd):
-        raise CheckpointError(
-            f"checkpoint {source} matched no tensor of the model (first checkpoint keys: {list(sd)[:3]}; "
-            f"SAM3's image model keeps its tensors under {', '.join(p + '.' for p in SAM3_IMAGE_PARTS)}); "
-            f"pass the released sam3.pt")
-
-
 @MODELS.register()
 def build_sam3(
     checkpoint_path: Optional[str],
@@ -91,7 +81,7 @@ def build_sam3(
         )
     sd = read_state_dict(checkpoint_path) if checkpoint_path else None
     if sd is not None:
-        _check_sam3_keys(sam3_image_keys(sd), checkpoint_path)  # before 840 M parameters are built for nothing
+        require_parts(sam3_image_keys(sd), SAM3_IMAGE_PARTS, checkpoint_path)  # before 840 M parameters are built
     model = build_sam3_image_model(
         bpe_path=bpe_path or default_bpe(),
         device="cpu",  # the trainer moves it to its device

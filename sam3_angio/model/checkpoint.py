@@ -12,7 +12,7 @@ import logging
 import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -112,6 +112,18 @@ def sam3_image_keys(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return sd
 
 
+def _no_match(source: str, sd: Mapping[str, Any], model: str) -> str:
+    return f"checkpoint {source} matched no tensor of the model (first checkpoint keys: {list(sd)[:3]}; {model})"
+
+
+def require_parts(sd: Mapping[str, Any], parts: Sequence[str], source: str) -> None:
+    """``sd`` must hold a tensor under one of the model's top-level ``parts``: :func:`load_into`'s 'matched
+    no tensor' refusal, from the keys alone - before a large model is built only to find that out."""
+    if sd and not any(k.split(".", 1)[0] in parts for k in sd):
+        raise CheckpointError(_no_match(source, sd, f"the model keeps its tensors under "
+                                                    f"{', '.join(p + '.' for p in parts)}"))
+
+
 def load_into(
     module: nn.Module,
     sd: Mapping[str, torch.Tensor],
@@ -151,10 +163,6 @@ def load_into(
             f"different model size (sam3 vs sam3_tiny, or another image size)?"
         )
     if not to_load:
-        raise CheckpointError(
-            report.summary()
-            + f"\ncheckpoint {source} matched no tensor of the model (first checkpoint keys: "
-            f"{list(sd)[:3]}; first model keys: {list(own)[:3]})"
-        )
+        raise CheckpointError(report.summary() + "\n" + _no_match(source, sd, f"first model keys: {list(own)[:3]}"))
     module.load_state_dict(to_load, strict=False)
     return report
