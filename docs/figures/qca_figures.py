@@ -31,7 +31,7 @@ from skimage.morphology import disk, remove_small_objects  # noqa: E402
 
 from sam3_angio.qca import measure_mask  # noqa: E402
 from sam3_angio.qca.figures import segment_figure  # noqa: E402
-from sam3_angio.qca.sources import decode_segmentation  # noqa: E402
+from sam3_angio.qca.sources import decode_segmentation, iter_coco  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,15 +99,11 @@ def arcade_pair_figure(out: Path, arcade: Path) -> None:
     """The one frame in both ARCADE validation splits (syntax_val 4.png = stenosis_val 58.png): QCA of
     the annotators' mid LAD (SYNTAX 7) mask, with the stenosis polygons the other annotation drew."""
     def masks(split: str, file_name: str):
-        data = json.loads((arcade / split / "annotations.json").read_text())
-        rec = next(i for i in data["images"] if i["file_name"] == file_name)
-        names = {c["id"]: c["name"] for c in data["categories"]}
-        return rec, [(names[a["category_id"]], decode_segmentation(a["segmentation"], rec["height"], rec["width"]))
-                     for a in data["annotations"] if a["image_id"] == rec["id"]]
+        return [(it.meta["category_name"], it.mask) for it in iter_coco(arcade / split / "annotations.json")
+                if it.meta.get("frame") == file_name]
 
-    rec, segments = masks("syntax_val", "4.png")
-    _, stenoses = masks("stenosis_val", "58.png")
-    image = np.asarray(Image.open(arcade / "syntax_val" / "images" / rec["file_name"]).convert("L"), np.float32) / 255
+    segments, stenoses = masks("syntax_val", "4.png"), masks("stenosis_val", "58.png")
+    image = np.asarray(Image.open(arcade / "syntax_val" / "images" / "4.png").convert("L"), np.float32) / 255
     mid_lad = next(m for name, m in segments if name == "7")
     q = measure_mask(mid_lad, None, source="ARCADE syntax_val 4.png, SYNTAX 7 (mid LAD)")
     title = ("ARCADE syntax_val 4.png = stenosis_val 58.png (Popov et al. 2024): QCA of the annotated mid LAD "

@@ -104,10 +104,6 @@ def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path):
         read_state_dict(str(bad))
 
 
-# ---------------------------------------------------------------- registry
-
-
-
 def test_a_checkpoint_with_no_sam3_tensor_is_refused_before_the_real_model_is_built(tiny_sam3, tmp_path,
                                                                                      monkeypatch):
     """The early check knows SAM3's top-level parts (the same classes as the tiny model's) and stops a

@@ -6,8 +6,6 @@ polygon) with a significant % diameter stenosis. Data: Popov et al., Scientific 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from conftest import ARCADE
@@ -16,17 +14,13 @@ SYNTAX, STENOSIS = ARCADE / "syntax_val", ARCADE / "stenosis_val"
 
 
 def _masks(split, file_name):
+    """(category name, mask) of every annotation of ``file_name``, read by the project's COCO reader."""
     from PIL import Image
-    from pycocotools import mask as M
 
-    coco = json.loads((split / "annotations.json").read_text())
-    image = next(i for i in coco["images"] if i["file_name"] == file_name)
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    out = []
-    for a in coco["annotations"]:
-        if a["image_id"] == image["id"]:
-            rle = M.merge(M.frPyObjects(a["segmentation"], image["height"], image["width"]))
-            out.append((names[a["category_id"]], M.decode(rle).astype(bool)))
+    from sam3_angio.qca.sources import iter_coco
+
+    out = [(it.meta["category_name"], it.mask) for it in iter_coco(split / "annotations.json")
+           if it.meta.get("frame") == file_name]
     pixels = np.asarray(Image.open(split / "images" / file_name).convert("L"), np.float32)
     return out, pixels
 
