@@ -32,6 +32,13 @@ INSTALL_REQUIRES = [
     # extended); BSD-licensed GDCM (pylibjpeg-libjpeg, the other plugin for JPEG Lossless, is GPL-3.0)
     "python-gdcm>=3.0.10",
     "imageio>=2.31",
+    # multi-page TIFF stacks page by page, and the codecs of compressed TIFF (LZW, Deflate, JPEG), which
+    # tifffile alone cannot decode (sam3_angio/data/media.py); both BSD
+    "tifffile>=2023.7",
+    "imagecodecs>=2023.9",
+    # video cines (MP4, AVI, MOV, MKV, WebM, MPEG) through imageio's pyav plugin: FFmpeg's decoders in the
+    # PyAV wheel (BSD; the bundled FFmpeg is LGPL)
+    "av>=12",
     "matplotlib>=3.7",
     # LoRA fine-tuning (model.lora, sam3_angio/model/lora.py) and its tests
     "peft>=0.11",

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Name the coronary segments of angiograms with a trained run:
-`python tools/predict.py INPUT... --checkpoint CKPT --out DIR` (cine .npy, PNG/JPEG, DICOM, folder, study CSV).
+`python tools/predict.py INPUT... --checkpoint CKPT --out DIR` (DICOM, cine .npy, PNG/JPEG/TIFF/GIF, video, folder,
+study CSV).
 
 Thin entry point; the logic is in sam3_angio.inference.cli (see --help and docs/inference.md).
 """

@@ -20,9 +20,12 @@ Inputs (``kind``), detected by content first, then by suffix:
 - ``cine``: ``.npy`` ``(T, H, W)`` or ``(T, H, W, C)``, memory-mapped, a frame read by
   :func:`sam3_angio.data.cine.read_frame`. A 2-D ``.npy`` is refused (issue 10 lists "a 2-D cine" as bad
   input): a single frame belongs in a PNG, or in a one-frame cine ``np.save(path, frame[None])``.
-- ``image``: PNG / JPEG / BMP / TIFF, one frame, 8- or 16-bit grey or RGB(A), read with imageio; made
-  8-bit grey by :func:`sam3_angio.data.cine.to_gray_uint8` (RGB -> BT.601 luma, 16 bit -> percentile
-  window). Multi-page files are refused (a cine belongs in ``.npy`` or DICOM).
+- ``image``: PNG / JPEG / BMP / TIFF / GIF, 8- or 16-bit grey or RGB(A), made 8-bit grey by
+  :func:`sam3_angio.data.cine.to_gray_uint8` (RGB -> BT.601 luma, 16 bit -> percentile window). One
+  frame, or a cine where the file holds several: a multi-page TIFF (one frame per page), an animated GIF
+  or PNG (:mod:`sam3_angio.data.media`).
+- ``video``: MP4 / M4V / MOV / AVI / MKV / WebM / MPEG / WMV, decoded by FFmpeg (PyAV), each frame's
+  luma plane; the frame rate from the container. A video holds no view angles or pixel spacing.
 - ``csv``: the study CSV (:mod:`sam3_angio.data.layout`): one input per distinct (cine, frame_index),
   however many segment rows share it; view angles from the rows' contours JSON, spacing from the
   ``mm_per_pixel`` column (else the contours JSON's ``mm_per_pixel``). Only the columns inference needs
@@ -59,14 +62,14 @@ from ..view_angles import ViewAngles, parse_angles_text, parse_view_angles
 from .cine import CineError, open_cine, read_frame, to_gray_uint8
 from .dicom import DICOM_SUFFIXES, DicomError, check_decodable, is_dicom, iter_dicom_frames, read_dicom_header
 from .frame_selection import FrameSpec, FrameSpecError, best_frame, parse_frames
+from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaError, open_media
 
 PathLike = Union[str, Path]
 Angles = ViewAngles
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-KINDS = ("dicom", "cine", "image", "csv")
+KINDS = ("dicom", "cine", "image", "video", "csv")
 _SKIP_NAMES = {"DICOMDIR"}  # a DICOM index file: DICM marker, no image
 _PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
 
@@ -92,16 +95,21 @@ class InputFrame:
     mm_per_pixel: Optional[float]  # at the isocenter; None = unknown
     spacing_source: str  # dicom:<rule> | csv | contours | cli | unknown
     input_id: str  # names the outputs of this source (caller's id or file stem; never a patient tag)
-    kind: str  # dicom | cine | image | csv
+    kind: str  # dicom | cine | image | video | csv
     selection: str = "all"  # all | list | best | csv: how this frame was chosen
-    fps: Optional[float] = None  # frame rate from a DICOM header, for animated overlays
+    fps: Optional[float] = None  # frame rate from a DICOM header, a video or a GIF, for animated overlays
     csv_rows: Tuple[int, ...] = ()  # 1-based data rows of the study CSV that name this frame
 
     @property
+    def is_still(self) -> bool:
+        """A one-frame image file (PNG, JPEG, one-page TIFF): its outputs carry no frame number."""
+        return self.kind == "image" and self.n_frames == 1
+
+    @property
     def name(self) -> str:
-        """A file-name stem for this frame's outputs: ``<input_id>`` for an image,
-        ``<input_id>_f<frame:04d>`` for a frame of a cine / DICOM / CSV."""
-        return self.input_id if self.kind == "image" else f"{self.input_id}_f{self.frame_index:04d}"
+        """A file-name stem for this frame's outputs: ``<input_id>`` for a still image,
+        ``<input_id>_f<frame:04d>`` for a frame of a cine / video / multi-page image / DICOM / CSV."""
+        return self.input_id if self.is_still else f"{self.input_id}_f{self.frame_index:04d}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ class InputSource:
     """One input file (kind detected, id assigned); no pixel data read yet."""
 
     path: Path
-    kind: str  # dicom | cine | image | csv
+    kind: str  # dicom | cine | image | video | csv
     input_id: str
 
 
@@ -172,9 +180,15 @@ def _kind(path: Path) -> Optional[str]:
         return "cine"
     if suffix in IMAGE_SUFFIXES:
         return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
     if suffix == ".csv":
         return "csv"
     return None
+
+
+_EXPECTED = ("a DICOM file, a cine .npy, a PNG/JPEG/BMP/TIFF/GIF image (multi-page: a cine) or an "
+             "MP4/AVI/MOV/MKV/WebM/MPEG video")
 
 
 def _unique_ids(paths: Sequence[Path]) -> List[str]:
@@ -201,8 +215,7 @@ def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = Fa
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
-        raise InputError("no input given; expected a cine .npy, a PNG/JPEG/BMP/TIFF frame, a DICOM file, a "
-                         "folder of them, or the study CSV")
+        raise InputError(f"no input given; expected {_EXPECTED}, a folder of them, or the study CSV")
     found: List[Tuple[Path, str]] = []
     for raw in paths:
         p = Path(raw).expanduser()
@@ -211,17 +224,18 @@ def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = Fa
                            if q.is_file() and not q.name.startswith("."))
             kept = [(q, k) for q in files if (k := _kind(q)) not in (None, "csv")]
             if len(kept) < len(files):
-                log.info("folder '%s': %d of %d files are not inputs (kept .npy, images, DICOM) and were skipped",
+                log.info("folder '%s': %d of %d files are not inputs (kept .npy, images, videos, DICOM) and were "
+                         "skipped",
                          p, len(files) - len(kept), len(files))
             if not kept:
-                raise InputError(f"folder '{p}' has no input files (expected .npy cines, PNG/JPEG/BMP/TIFF frames "
-                                 f"or DICOM files{'' if recursive else '; sub-folders are not searched'})")
+                raise InputError(f"folder '{p}' has no input files (expected {_EXPECTED}"
+                                 f"{'' if recursive else '; sub-folders are not searched'})")
             found.extend(kept)
         elif p.is_file():
             k = _kind(p)
             if k is None:
-                raise InputError(f"input '{p}' is not a supported file (expected a cine .npy, a PNG/JPEG/BMP/TIFF "
-                                 f"frame, a DICOM file, a folder of them, or the study CSV)")
+                raise InputError(f"input '{p}' is not a supported file (expected {_EXPECTED}, a folder of them, or "
+                                 f"the study CSV)")
             found.append((p, k))
         else:
             raise InputError(f"input '{p}' does not exist")
@@ -277,43 +291,20 @@ def _cine_reader(path: Path):
     return n, read
 
 
-def _image_call(path: Path, read):
-    """``read(path)`` (imageio's imread or improps) with a broken file as one InputError line."""
-    if path.stat().st_size == 0:
-        raise InputError(f"image '{path}' is empty (0 bytes); copy the file again")
+def _media(path: Path, kind: str):
+    """``(n_frames, fps, read)`` of an image or video file, opened from its header."""
     try:
-        return read(path)
-    except Exception as e:  # imageio / Pillow raise many types for a broken file
-        why = str(e).splitlines()[0].strip() if str(e).strip() else ""  # imageio adds lines of plugin advice
-        raise InputError(f"image '{path}' cannot be read (not a valid {path.suffix.lstrip('.').upper() or 'image'} "
-                         f"file?): {type(e).__name__}: {why}") from None
+        media = open_media(path, kind)
+    except MediaError as e:
+        raise InputError(str(e)) from None
 
+    def read(indices):
+        try:
+            yield from media.frames(indices)
+        except MediaError as e:
+            raise InputError(str(e)) from None
 
-def _check_image_shape(path: Path, shape: Tuple[int, ...]) -> None:
-    """One frame: (H, W) or (H, W, C) with C grey, grey + alpha, RGB or RGBA."""
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 2, 3, 4))):
-        raise InputError(f"image '{path}' decodes to shape {tuple(shape)}; expected one frame (H, W) or (H, W, C) "
-                         f"- a multi-page file is a cine: save it as .npy (T, H, W) or DICOM")
-
-
-def _check_image(path: Path) -> None:
-    """The image's header (shape, no pixel decoded): what check_source needs."""
-    import imageio.v3 as iio
-
-    _check_image_shape(path, _image_call(path, iio.improps).shape)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
-    arr = np.asarray(_image_call(path, iio.imread))
-    _check_image_shape(path, arr.shape)
-    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
-        arr = arr[..., 0]
-    try:
-        return to_gray_uint8(arr)
-    except CineError as e:
-        raise InputError(f"image '{path}': {e}") from None
+    return media.n_frames, media.fps, read
 
 
 def _override(cli_angles: Optional[Angles], cli_mm: Optional[float], angles: Optional[Angles], angles_src: str,
@@ -434,8 +425,9 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
                  angles: Union[str, Sequence[float], None] = None, mm_per_pixel: Optional[float] = None) -> None:
     """Whether ``source`` can be read, from headers only (no pixel is decoded) and before any model work:
     a DICOM's (its angles and spacing unless ``angles`` / ``mm_per_pixel`` override them, its decoder,
-    its length), a cine's shape, an image's shape; explicit ``frames`` against the frame count. A study
-    CSV is checked row by row as it is read, not here. Raises :class:`InputError` naming the file;
+    its length), a cine's shape, an image's or a video's shape and frame count (a video container that
+    stores no count - MKV, WebM, MPEG - is counted by one decoding pass); explicit ``frames`` against the
+    frame count. A study CSV is checked row by row as it is read, not here. Raises :class:`InputError` naming the file;
     damaged pixel data (a truncated PNG, a broken frame deep in a compressed DICOM) can still fail later,
     when it is decoded."""
     spec = _frames(frames)
@@ -447,9 +439,8 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
             n = header.n_frames
         elif kind == "cine":
             n, _ = _cine_reader(path)
-        elif kind == "image":
-            _check_image(path)
-            n = 1
+        elif kind in ("image", "video"):
+            n, _, _ = _media(path, kind)
         else:
             return
     except DicomError as e:
@@ -478,12 +469,9 @@ def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angl
     elif kind == "cine":
         n, read = _cine_reader(path)
         file_angles, file_mm, a_src, m_src = None, None, "unknown", "unknown"
-    elif kind == "image":
-        n, file_angles, file_mm, a_src, m_src = 1, None, None, "unknown", "unknown"
-
-        def read(indices):
-            for k in (range(1) if indices is None else indices):
-                yield int(k), _read_image(path)
+    elif kind in ("image", "video"):
+        n, fps, read = _media(path, kind)
+        file_angles, file_mm, a_src, m_src = None, None, "unknown", "unknown"
     else:
         raise ValueError(f"unknown input kind {kind!r}; expected one of {KINDS}")
     va, a_src, mm, m_src = _override(cli_angles, cli_mm, file_angles, a_src, file_mm, m_src)

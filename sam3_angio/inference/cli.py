@@ -1,5 +1,6 @@
-"""Command line of ``tools/predict.py``: angiograms in (cine .npy, PNG/JPEG, DICOM, a folder of them, the
-study CSV), named coronary segments out (predictions.json, segments.csv, overlays; see ``outputs.py``).
+"""Command line of ``tools/predict.py``: angiograms in (DICOM, cine .npy, PNG/JPEG/TIFF/GIF, MP4/AVI video, a
+folder of them, the study CSV), named coronary segments out (predictions.json, segments.csv, overlays; see
+``outputs.py``).
 
     python tools/predict.py INPUT... --checkpoint CKPT [-c CONFIG] --out DIR [--frames all|i,j,k|best]
         [--angles P,S] [--mm-per-pixel S] [--naming fused|head|query] [--score-thr 0.5] [--recursive]
@@ -60,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("items", nargs="+", metavar="INPUT", help="cine .npy (T,H,W[,C]), PNG/JPEG/BMP/TIFF frame, "
-                   "DICOM file, folder of these, or the study CSV; then optional Hydra overrides (key=value)")
+    p.add_argument("items", nargs="+", metavar="INPUT", help="DICOM file, cine .npy (T,H,W[,C]), PNG/JPEG/BMP/TIFF/GIF "
+                   "image (a multi-page TIFF or animated GIF is a cine), MP4/AVI/MOV/MKV/WebM/MPEG video, folder of "
+                   "these, or the study CSV; then optional Hydra overrides (key=value)")
     p.add_argument("--checkpoint", required=True, help="the run's checkpoint.pt (or a bare state dict)")
     p.add_argument("-c", "--config", help="the run's config (path or name); default: the config_resolved.yaml "
                    "tools/train.py saved beside the checkpoint")

@@ -41,14 +41,14 @@ def view_text(frame: InputFrame) -> str:
 
 def overlay_name(frame: InputFrame) -> str:
     """``overlay.png`` for an image input, ``overlay_f<frame:04d>.png`` for a frame of a cine."""
-    return "overlay.png" if frame.kind == "image" else f"overlay_f{frame.frame_index:04d}.png"
+    return "overlay.png" if frame.is_still else f"overlay_f{frame.frame_index:04d}.png"
 
 
 def file_name(frame: InputFrame) -> str:
     """The frame's ``file_name`` in predictions.json: the image file's own name, or
     ``<input_id>_f<frame:04d>.png`` - the name ``tools/convert_to_coco.py`` gives that cine frame, so
     ``tools/eval.py --pred`` matches predictions to ground truth by file name."""
-    return frame.source.name if frame.kind == "image" else f"{frame.name}.png"
+    return frame.source.name if frame.is_still else f"{frame.name}.png"
 
 
 def image_record(image_id: int, frame: InputFrame) -> dict:
@@ -102,7 +102,7 @@ def frame_overlay(frame: InputFrame, segments: Sequence[Segment], model: str = "
 
     parts = [model] if model else []
     parts.append(view_text(frame) if frame.view_angles is not None else "angles unknown")
-    if frame.kind != "image":
+    if not frame.is_still:
         parts.append(f"frame {frame.frame_index} of {frame.n_frames}")
     parts.append(f"{len(segments)} segment(s) >= {score_thr:g}")
     picture, _ = render_overlay(frame.image, [{"mask": s.mask, "label": s.label, "anchor": s.anchor,

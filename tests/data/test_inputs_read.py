@@ -79,13 +79,6 @@ def test_jpeg_and_tiff_frames_read(tmp_path):
     np.testing.assert_array_equal(b.image, arr)
 
 
-def test_multipage_tiff_is_refused(tmp_path):
-    pages = [Image.fromarray(np.full((H, W), v, np.uint8)) for v in (10, 20, 30)]
-    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
-    with pytest.raises(InputError, match=r"stack\.tif.*multi-page"):
-        read_input(tmp_path / "stack.tif")
-
-
 def test_best_on_a_single_image_is_that_image(tmp_path):
     Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "one.png")
     (f,) = read_input(tmp_path / "one.png", frames="best")

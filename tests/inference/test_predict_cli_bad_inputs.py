@@ -49,7 +49,18 @@ BAD = {
     "empty image": (lambda d: _bytes(d / "zero.png", b""), [], ["zero.png", "empty (0 bytes)"]),
     "not an image": (lambda d: _bytes(d / "notes.png", b"hello, not a picture"), [], ["notes.png", "not a valid PNG"]),
     "missing input": (lambda d: d / "nowhere.dcm", [], ["nowhere.dcm", "does not exist"]),
+    "empty video": (lambda d: _bytes(d / "zero.mp4", b""), [], ["zero.mp4", "empty (0 bytes)"]),
+    "not a video": (lambda d: _bytes(d / "clip.avi", b"not a video " * 50), [], ["clip.avi", "not a valid AVI"]),
+    "video frame out of range": (lambda d: _mp4(d / "run.mp4", 3), ["--frames", "0,7"], ["frame 7", "run.mp4",
+                                                                                         "3 frames"]),
 }
+
+
+def _mp4(path, n):
+    import imageio.v3 as iio
+
+    iio.imwrite(path, np.full((n, 32, 32, 3), 120, np.uint8), plugin="pyav", codec="libx264", fps=10)
+    return path
 
 
 def _truncated_npy(path):

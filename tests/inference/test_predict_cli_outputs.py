@@ -1,6 +1,6 @@
-"""tools/predict.py as a user runs it: a cine .npy, a PNG, a DICOM and a folder in one call write, per
-input, predictions.json (the documented keys), segments.csv, overlays and a GIF for cines; outputs
-appear whole or not at all. Also the pieces: centreline length, label placement."""
+"""tools/predict.py as a user runs it: a cine .npy, a PNG, a DICOM, an MP4 video, a multi-page TIFF and a
+folder in one call write, per input, predictions.json (the documented keys), segments.csv, overlays and a
+GIF for cines; outputs appear whole or not at all. Also the pieces: centreline length, label placement."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ CSV_COLUMNS = ["input", "frame", "image_id", "name", "category_id", "score", "ar
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, val_frames):
     """A 2-frame cine, a PNG, a 2-frame DICOM (RAO 30 / CRA 25, 0.3 mm detector spacing / 1.2
-    magnification = 0.25 mm) and a folder with a PNG and a 1-frame cine."""
+    magnification = 0.25 mm), the cine as an MP4 video at 10 frames/s and as a 2-page TIFF, and a folder
+    with a PNG and a 1-frame cine."""
+    from PIL import Image
+
     import imageio.v3 as iio
 
     from sam3_angio.data.dicom import write_xa_dicom
@@ -34,6 +37,9 @@ def inputs(tmp_path_factory, val_frames):
     d = tmp_path_factory.mktemp("predict_inputs")
     np.save(d / "cine.npy", np.stack([a, b]))
     iio.imwrite(d / "frame.png", a)
+    iio.imwrite(d / "clip.mp4", np.repeat(np.stack([a, b])[..., None], 3, axis=3), plugin="pyav", codec="libx264",
+                fps=10)
+    Image.fromarray(a).save(d / "stack.tif", save_all=True, append_images=[Image.fromarray(b)])
     write_xa_dicom(d / "run.dcm", np.stack([b, a]), view_angles=(-30, 25), imager_pixel_spacing=0.3,
                    magnification=1.2, fps=12.5)
     (d / "folder").mkdir()
@@ -48,8 +54,9 @@ def predicted(trained_cass_run, inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict_out") / "pred"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "predict.py"), str(inputs / "cine.npy"), str(inputs / "frame.png"),
-         str(inputs / "run.dcm"), str(inputs / "folder"), "--checkpoint",
-         str(trained_cass_run / "checkpoints" / "checkpoint.pt"), "--out", str(out), "--score-thr", "0"],
+         str(inputs / "run.dcm"), str(inputs / "clip.mp4"), str(inputs / "stack.tif"), str(inputs / "folder"),
+         "--checkpoint", str(trained_cass_run / "checkpoints" / "checkpoint.pt"), "--out", str(out),
+         "--score-thr", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -62,10 +69,10 @@ def _doc(out, name):
 
 def test_every_input_gets_its_folder_with_the_listed_outputs(predicted):
     out, _ = predicted
-    assert sorted(p.name for p in out.iterdir()) == ["cine", "frame", "other", "run", "short"]
-    expected = {"cine": ["overlay.gif", "overlay_f0000.png", "overlay_f0001.png"], "frame": ["overlay.png"],
-                "run": ["overlay.gif", "overlay_f0000.png", "overlay_f0001.png"], "other": ["overlay.png"],
-                "short": ["overlay_f0000.png"]}
+    assert sorted(p.name for p in out.iterdir()) == ["cine", "clip", "frame", "other", "run", "short", "stack"]
+    two = ["overlay.gif", "overlay_f0000.png", "overlay_f0001.png"]
+    expected = {"cine": two, "frame": ["overlay.png"], "run": two, "clip": two, "stack": two,
+                "other": ["overlay.png"], "short": ["overlay_f0000.png"]}
     for name, pictures in expected.items():
         files = sorted(p.name for p in (out / name).iterdir())
         assert files == sorted(["predictions.json", "segments.csv", *pictures]), name
@@ -143,6 +150,27 @@ def test_overlays_are_pictures_and_the_gif_plays_the_frames_at_the_dicom_rate(pr
 
     with Image.open(out / "run" / "overlay.gif") as im:
         assert im.info["duration"] == 80 and im.info["loop"] == 0  # the DICOM's 12.5 frames/s, looping
+
+
+def test_a_video_and_a_tiff_stack_are_cines_named_by_frame_with_the_video_rate(predicted):
+    """The TIFF pages are the cine's frames exactly, so their predictions are the cine's; the video's
+    frames are lossy copies, so only its records are checked, and its GIF plays at the video's rate."""
+    from PIL import Image
+
+    out, proc = predicted
+    cine, stack, clip = _doc(out, "cine"), _doc(out, "stack"), _doc(out, "clip")
+    assert [(im["kind"], im["n_frames"], im["file_name"]) for im in stack["images"]] == [
+        ("image", 2, "stack_f0000.png"), ("image", 2, "stack_f0001.png")]
+    assert [(im["kind"], im["n_frames"], im["file_name"], im["fps"]) for im in clip["images"]] == [
+        ("video", 2, "clip_f0000.png", 10.0), ("video", 2, "clip_f0001.png", 10.0)]
+    assert "clip: video, 2 of 2 frame(s); angles unknown" in proc.stdout
+
+    def scores(doc):
+        return [(a["image_id"], a["cass_name"], round(a["score"], 4)) for a in doc["annotations"]]
+
+    assert scores(stack) == scores(cine) and clip["annotations"]
+    with Image.open(out / "clip" / "overlay.gif") as im:
+        assert im.info["duration"] == 100  # 10 frames/s
 
 
 def test_an_existing_output_is_refused_before_the_model_loads_and_kept(predicted, inputs, capsys):
@@ -240,7 +268,7 @@ def test_the_console_is_for_a_person(predicted):
     _, proc = predicted
     text = proc.stdout + proc.stderr
     assert "Warning" not in text and "warnings.warn" not in text, text[-3000:]
-    assert "wrote 5 inputs" in proc.stdout, proc.stdout[-2000:]
+    assert "wrote 7 inputs" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_a_frame_without_a_segment_says_the_best_score(cass_predictor, inputs, tmp_path, capsys):
