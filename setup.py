@@ -36,8 +36,9 @@ INSTALL_REQUIRES = [
     # tifffile alone cannot decode (sam3_angio/data/media.py); both BSD
     "tifffile>=2023.7",
     "imagecodecs>=2023.9",
-    # video cines (MP4, AVI, MOV, MKV, WebM, MPEG) through imageio's pyav plugin: FFmpeg's decoders in the
-    # PyAV wheel (BSD; the bundled FFmpeg is LGPL)
+    # video cines (MP4, AVI, MOV, MKV, WebM, MPEG) through imageio's pyav plugin. PyAV is BSD; its wheel
+    # bundles FFmpeg (built LGPL v3, see av.library_meta) and codec libraries of their own licences, some
+    # GPL (libx264, libx265: encoders). The project only decodes.
     "av>=12",
     "matplotlib>=3.7",
     # LoRA fine-tuning (model.lora, sam3_angio/model/lora.py) and its tests
