@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 import sam3_angio.data.coco_convert as coco_convert  # noqa: E402
+import sam3_angio.data.frame_files as frame_files  # noqa: E402
 from sam3_angio.data.cine import read_frame  # noqa: E402
 from sam3_angio.data.synthetic import generate_dataset  # noqa: E402
 
@@ -89,7 +90,7 @@ def bench_pipeline(tmp: Path, patients: int, size: int, frames: int) -> None:
         np.save(p, np.resize(c, (120,) + c.shape[1:]))
     results = {}
     for name, reader in (("memory map", read_frame), ("whole cine", read_whole)):
-        coco_convert.read_frame = reader
+        frame_files.read_frame = reader  # what the converter's .npy reader calls for one frame
         out = tmp / f"coco_{name.replace(' ', '_')}"
         t = time.perf_counter()
         res = coco_convert.convert_csv_to_coco(long_dir / csv_path.name, out, "cass", progress=False)
@@ -98,7 +99,7 @@ def bench_pipeline(tmp: Path, patients: int, size: int, frames: int) -> None:
         results[name] = n / sec
         print(f"conversion (cass, T=120 cines, {name}): {n} images in {sec:.2f} s = {n / sec:.1f} frames/s")
         shutil.rmtree(out)
-    coco_convert.read_frame = read_frame
+    frame_files.read_frame = read_frame
     print(f"  conversion ratio mmap/whole: {results['memory map'] / results['whole cine']:.1f}x")
 
 

@@ -9,9 +9,10 @@ Rows sharing a (cine, frame) become one image with several annotations. Per row 
                disc of radius length_px / 2 + 3 px -> 1 annotation, category 1 "stenosis"
                (``"stenosis": null`` = no lesion: the image stays, as a negative)
 
-Frames are read memory-mapped and written as 8-bit grayscale PNG (scaling in
-:func:`sam3_angio.data.cine.to_gray_uint8`). Output is written to a temporary folder and moved into
-place at the end.
+Frames are read by :mod:`sam3_angio.data.frame_files` (a ``.npy`` memory-mapped, a DICOM frame by frame,
+a video in one decoding pass for all its rows) and written as 8-bit grayscale PNG (scaling in
+:func:`sam3_angio.data.cine.to_gray_uint8`), the pixels ``tools/predict.py`` sees for the same file.
+Output is written to a temporary folder and moved into place at the end.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from scipy import ndimage
 from .. import __version__
 from ..cass import class_ids as _class_ids
 from .atomic import atomic_output_dir, write_manifest
-from .cine import CineError, read_frame, to_gray_uint8
+from ..errors import DataError
 from .coco_io import IMAGES_DIR, categories_for, rle_from_mask, write_split
 from .layout import TASKS, CheckedRow, DataLayoutError, RowError, RowProblem, validate_csv
 from .masks import MaskError, read_mask, resize_nearest
@@ -199,6 +200,7 @@ def _image_record(img: _Image, image_id: int, file_name: str, shape: Tuple[int, 
         "height": int(shape[0]),
         "width": int(shape[1]),
         "view_angles": first.view_angles,  # {"primary": deg LAO+, "secondary": deg CRA+} or None
+        "angles_source": first.angles_source,  # contours | dicom | unknown
         "patient_id": r.patient_id,
         "phase": r.phase,
         "vessel_name": r.vessel_name,
@@ -209,8 +211,30 @@ def _image_record(img: _Image, image_id: int, file_name: str, shape: Tuple[int, 
         "cine_path": r.raw.get("cine_path"),
         "frame_index": int(r.frame_index),
         "split": r.split,
-        "mm_per_pixel": r.mm_per_pixel,
+        "mm_per_pixel": first.mm_per_pixel,
+        "spacing_source": first.spacing_source,  # csv | contours | dicom:<rule> | unknown
     }
+
+
+class _FrameReader:
+    """The images' frames, each read once. A video cine is decoded front to back, so all the frames its
+    rows need are taken in one pass and held until their image is written; other kinds are read one
+    frame at a time."""
+
+    def __init__(self, images: List[_Image]):
+        self._wanted: Dict[str, List[int]] = {}
+        for img in images:
+            self._wanted.setdefault(img.key[0], []).append(img.key[1])
+        self._held: Dict[Tuple[str, int], np.ndarray] = {}
+
+    def __call__(self, img: _Image) -> np.ndarray:
+        cine = img.rows[0].cine
+        if img.key not in self._held:
+            todo = sorted(set(self._wanted[img.key[0]])) if cine.kind == "video" else [img.key[1]]
+            for k, frame in cine.frames(todo):
+                self._held[(img.key[0], k)] = frame
+        self._wanted[img.key[0]].remove(img.key[1])
+        return self._held.pop(img.key)
 
 
 def _write_skip_report(out: Path, csv_path: Path, task: str, n_rows: int, problems: List[RowProblem]) -> Path:
@@ -281,11 +305,12 @@ def convert_csv_to_coco(
         per_split: Dict[str, Tuple[List[dict], List[dict]]] = {}
         used_names: Dict[str, set] = {}
         last_print = time.perf_counter()
+        read_frame = _FrameReader(images)
         for n, img in enumerate(images, start=1):
             first = img.rows[0]
             try:
-                frame = to_gray_uint8(read_frame(first.row.cine_path, first.row.frame_index))
-            except CineError as e:
+                frame = read_frame(img)
+            except DataError as e:
                 bad = [RowProblem(c.row.row, c.row.line, "cine_path", str(e), c.row.patient_id) for c in img.rows]
                 if not skip_bad_rows:
                     raise RowError(csv_path, bad, _SKIP_HINT) from None

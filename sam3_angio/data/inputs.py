@@ -13,7 +13,8 @@ Public API (what the predictor and the CLI call)::
     parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
     describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
 
-Inputs (``kind``), detected by content first, then by suffix:
+Inputs (``kind``), detected by content first, then by suffix (:mod:`sam3_angio.data.frame_files` opens and
+reads every kind but the CSV):
 
 - ``dicom``: a file with the DICM marker (any name, also without extension) or a ``.dcm`` / ``.dicom``
   file; single- or multi-frame, read by :mod:`sam3_angio.data.dicom` (angles and spacing from the header).
@@ -27,8 +28,10 @@ Inputs (``kind``), detected by content first, then by suffix:
 - ``video``: MP4 / M4V / MOV / AVI / MKV / WebM / MPEG / WMV, decoded by FFmpeg (PyAV), each frame's
   luma plane; the frame rate from the container. A video holds no view angles or pixel spacing.
 - ``csv``: the study CSV (:mod:`sam3_angio.data.layout`): one input per distinct (cine, frame_index),
-  however many segment rows share it; view angles from the rows' contours JSON, spacing from the
-  ``mm_per_pixel`` column (else the contours JSON's ``mm_per_pixel``). Only the columns inference needs
+  however many segment rows share it, the cine any file of the kinds above; view angles and spacing by
+  :func:`sam3_angio.data.layout.resolve_view`, the rule of the conversion for training (contours JSON
+  angles, else a DICOM cine's; the ``mm_per_pixel`` column, else the contours JSON's, else a DICOM
+  cine's). Only the columns inference needs
   are checked (cine_path, frame_index, contours_path, mm_per_pixel); the frames are the CSV's, so
   ``frames`` must be ``"all"``.
 - a folder: its files of the kinds above (not CSVs, not sub-folders unless ``recursive``), sorted by
@@ -59,10 +62,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..view_angles import ViewAngles, parse_angles_text, parse_view_angles
-from .cine import CineError, open_cine, read_frame, to_gray_uint8
-from .dicom import DICOM_SUFFIXES, DicomError, check_decodable, is_dicom, iter_dicom_frames, read_dicom_header
+from .frame_files import EXPECTED as _EXPECTED, FrameFile, frame_kind, open_frames
 from .frame_selection import FrameSpec, FrameSpecError, best_frame, parse_frames
-from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaError, open_media
 
 PathLike = Union[str, Path]
 Angles = ViewAngles
@@ -70,7 +71,6 @@ Angles = ViewAngles
 log = logging.getLogger(__name__)
 
 KINDS = ("dicom", "cine", "image", "video", "csv")
-_SKIP_NAMES = {"DICOMDIR"}  # a DICOM index file: DICM marker, no image
 _PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
 
 __all__ = ["InputError", "InputFrame", "InputSource", "check_source", "describe", "find_inputs", "iter_inputs",
@@ -171,24 +171,10 @@ def _check_indices(path: Path, wanted: Sequence[int], n: int) -> None:
 
 
 def _kind(path: Path) -> Optional[str]:
-    suffix = path.suffix.lower()
-    if path.name in _SKIP_NAMES:
-        return None
-    if is_dicom(path) or suffix in DICOM_SUFFIXES:
-        return "dicom"
-    if suffix == ".npy":
-        return "cine"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    if suffix == ".csv":
+    kind = frame_kind(path)
+    if kind is None and path.suffix.lower() == ".csv":
         return "csv"
-    return None
-
-
-_EXPECTED = ("a DICOM file, a cine .npy, a PNG/JPEG/BMP/TIFF/GIF image (multi-page: a cine) or an "
-             "MP4/AVI/MOV/MKV/WebM/MPEG video")
+    return kind
 
 
 def _unique_ids(paths: Sequence[Path]) -> List[str]:
@@ -267,44 +253,23 @@ def _select(path: Path, n: int, spec: FrameSpec, read, fps: Optional[float] = No
             yield k, img, "list"
 
 
-def _cine_reader(path: Path):
+def _open(path: Path, kind: str, read_angles: bool = True, read_spacing: bool = True) -> FrameFile:
+    """The frame file at ``path`` opened from its header; a reader's error becomes one InputError line, and
+    so does a frame that fails later, when it is decoded."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception:
-        arr = None
-    if arr is not None and arr.ndim == 2:
-        raise InputError(f"cine '{path}' has shape {tuple(arr.shape)}, one 2-D frame, not a cine; expected "
-                         f"(T, H, W) or (T, H, W, C). Save a single frame as PNG, or as a one-frame cine with "
-                         f"np.save(path, frame[None])")
-    try:
-        n = int(open_cine(path).shape[0])
-    except CineError as e:
-        raise InputError(str(e)) from None
-
-    def read(indices):
-        for k in (range(n) if indices is None else indices):
-            try:
-                yield int(k), to_gray_uint8(read_frame(path, k))
-            except CineError as e:
-                raise InputError(f"cine '{path}' frame {k}: {e}") from None
-
-    return n, read
-
-
-def _media(path: Path, kind: str):
-    """``(n_frames, fps, read)`` of an image or video file, opened from its header."""
-    try:
-        media = open_media(path, kind)
-    except MediaError as e:
+        ff = open_frames(path, kind, read_angles, read_spacing)
+    except DataError as e:
         raise InputError(str(e)) from None
 
     def read(indices):
         try:
-            yield from media.frames(indices)
-        except MediaError as e:
+            yield from ff.frames(indices)
+        except InputError:
+            raise
+        except DataError as e:
             raise InputError(str(e)) from None
 
-    return media.n_frames, media.fps, read
+    return replace(ff, _read=read)
 
 
 def _override(cli_angles: Optional[Angles], cli_mm: Optional[float], angles: Optional[Angles], angles_src: str,
@@ -323,37 +288,29 @@ def _override(cli_angles: Optional[Angles], cli_mm: Optional[float], angles: Opt
 _CSV_COLUMNS = ("cine_path", "frame_index", "contours_path", "mm_per_pixel")  # what inference reads
 
 
-def _csv_row_view(r, cells: Dict[str, str]) -> Tuple[Optional[Angles], str, Optional[float], str, List[tuple]]:
-    """View angles and spacing of one parsed study-CSV row (its cine and frame checked too):
-    ``(angles, angles_source, mm_per_pixel, spacing_source, [(column, problem)])``."""
-    from .cine import cine_info
-    from .layout import DataLayoutError, contours_view_angles, load_contours
+def _csv_row_view(r, cells: Dict[str, str], read_angles: bool
+                  ) -> Tuple[Optional[FrameFile], Optional[Angles], str, Optional[float], str, List[tuple]]:
+    """The cine of one parsed study-CSV row (its frame_index checked), and the view of its frame by
+    :func:`sam3_angio.data.layout.resolve_view` - the rule the conversion for training uses:
+    ``(cine, angles, angles_source, mm_per_pixel, spacing_source, [(column, problem)])``."""
+    from .layout import DataLayoutError, check_cine, load_contours, resolve_view
 
-    problems: List[tuple] = []
-    try:
-        n = cine_info(r.cine_path).n_frames
-        if r.frame_index >= n:
-            problems.append(("frame_index", f"{r.frame_index} is out of range for cine '{cells['cine_path']}' with "
-                                            f"{n} frames (valid: 0..{n - 1})"))
-    except CineError as e:
-        problems.append(("cine_path", str(e)))
-    angles, a_src = None, "unknown"
-    mm, m_src = r.mm_per_pixel, ("csv" if r.mm_per_pixel is not None else "unknown")
-    if r.contours_path is None or problems:
-        return angles, a_src, mm, m_src, problems
-    if not r.contours_path.is_file():
-        return angles, a_src, mm, m_src, [("contours_path", f"file '{cells.get('contours_path')}' does not exist")]
-    try:
-        contours = load_contours(r.contours_path)
-        va = contours_view_angles(contours, cells.get("contours_path", ""), require=False)
-    except DataLayoutError as e:
-        return angles, a_src, mm, m_src, [("contours_path", str(e))]
-    if va is not None:
-        angles, a_src = ViewAngles(va["primary"], va["secondary"]), "contours"
-    c_mm = contours.get("mm_per_pixel")  # the synthetic generator writes it; study exports may
-    if mm is None and isinstance(c_mm, (int, float)) and math.isfinite(c_mm) and c_mm > 0:
-        mm, m_src = float(c_mm), "contours"
-    return angles, a_src, mm, m_src, problems
+    cine, problems = check_cine(r, read_angles=read_angles)
+    contours = None
+    if cine is not None and not problems and r.contours_path is not None:
+        if not r.contours_path.is_file():
+            problems = [("contours_path", f"file '{cells.get('contours_path')}' does not exist")]
+        else:
+            try:
+                contours = load_contours(r.contours_path)
+            except DataLayoutError as e:
+                problems = [("contours_path", str(e))]
+    if cine is None or problems:
+        return cine, None, "unknown", r.mm_per_pixel, ("csv" if r.mm_per_pixel is not None else "unknown"), problems
+    view, problems = resolve_view(r, contours, cine, require_view_angles=False)
+    va = view.view_angles
+    angles = None if va is None else ViewAngles(va["primary"], va["secondary"])
+    return cine, angles, view.angles_source, view.mm_per_pixel, view.spacing_source, problems
 
 
 def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]
@@ -379,10 +336,10 @@ def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles]
         if probs:
             problems.extend(probs)
             continue
-        angles, a_src, mm, m_src, found = _csv_row_view(r, cells)
+        cine, angles, a_src, mm, m_src, found = _csv_row_view(r, cells, read_angles=cli_angles is None)
         if not found:
             g = groups.setdefault((r.cine_path.resolve(), r.frame_index), {
-                "cine": r.cine_path, "rows": [], "view": (angles, a_src, mm, m_src)})
+                "cine": cine, "rows": [], "view": (angles, a_src, mm, m_src)})
             if _differ(g["view"][0], angles) or _differ(g["view"][2], mm):
                 found = [("contours_path", f"names the same frame ({cells['cine_path']} frame {r.frame_index}) as "
                                            f"row {g['rows'][0]} with other view angles or mm_per_pixel ({angles}, {mm} "
@@ -396,10 +353,10 @@ def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles]
     id_of = dict(zip(cines, _unique_ids(cines)))
     for (cine, k), g in groups.items():
         angles, a_src, mm, m_src = _override(cli_angles, cli_mm, *g["view"])
-        n, read = _cine_reader(g["cine"])
-        for _, img in read([k]):
-            yield InputFrame(img, g["cine"], k, n, angles, a_src, mm, m_src, id_of[cine], "csv", "csv",
-                             csv_rows=tuple(g["rows"]))
+        ff = _open(g["cine"].path, g["cine"].kind, read_angles=False, read_spacing=False)
+        for _, img in ff.frames([k]):
+            yield InputFrame(img, ff.path, k, ff.n_frames, angles, a_src, mm, m_src, id_of[cine], "csv", "csv",
+                             fps=ff.fps, csv_rows=tuple(g["rows"]))
 
 
 def _differ(a, b) -> bool:
@@ -415,10 +372,7 @@ def iter_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
     ``mm_per_pixel`` override what the file says. Raises :class:`InputError` (a DataError)."""
     spec = _frames(frames)
     cli_angles, cli_mm = parse_angles(angles), _check_mm(mm_per_pixel)
-    try:
-        yield from _iter_source(source, spec, cli_angles, cli_mm)
-    except DicomError as e:
-        raise InputError(str(e)) from None
+    yield from _iter_source(source, spec, cli_angles, cli_mm)
 
 
 def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
@@ -431,24 +385,13 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
     damaged pixel data (a truncated PNG, a broken frame deep in a compressed DICOM) can still fail later,
     when it is decoded."""
     spec = _frames(frames)
-    path, kind = source.path, source.kind
-    try:
-        if kind == "dicom":
-            header = read_dicom_header(path, read_angles=angles is None, read_spacing=mm_per_pixel is None)
-            check_decodable(header)
-            n = header.n_frames
-        elif kind == "cine":
-            n, _ = _cine_reader(path)
-        elif kind in ("image", "video"):
-            n, _, _ = _media(path, kind)
-        else:
-            return
-    except DicomError as e:
-        raise InputError(str(e)) from None
+    if source.kind == "csv":
+        return
+    n = _open(source.path, source.kind, read_angles=angles is None, read_spacing=mm_per_pixel is None).n_frames
     if n < 1:
-        raise InputError(f"input '{path}' holds no frame to predict")
+        raise InputError(f"input '{source.path}' holds no frame to predict")
     if spec not in ("all", "best"):
-        _check_indices(path, spec, n)
+        _check_indices(source.path, spec, n)
 
 
 def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles], cli_mm: Optional[float]
@@ -457,26 +400,13 @@ def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angl
     if kind == "csv":
         yield from _iter_csv(source, spec, cli_angles, cli_mm)
         return
-    fps = None
-    if kind == "dicom":
-        header = read_dicom_header(path, read_angles=cli_angles is None, read_spacing=cli_mm is None)
-        n, fps = header.n_frames, header.fps
-        file_angles, file_mm = header.view_angles, header.mm_per_pixel
-        a_src, m_src = "dicom", f"dicom:{header.spacing_source}"
-
-        def read(indices):
-            return iter_dicom_frames(header, indices)
-    elif kind == "cine":
-        n, read = _cine_reader(path)
-        file_angles, file_mm, a_src, m_src = None, None, "unknown", "unknown"
-    elif kind in ("image", "video"):
-        n, fps, read = _media(path, kind)
-        file_angles, file_mm, a_src, m_src = None, None, "unknown", "unknown"
-    else:
+    if kind not in KINDS:
         raise ValueError(f"unknown input kind {kind!r}; expected one of {KINDS}")
-    va, a_src, mm, m_src = _override(cli_angles, cli_mm, file_angles, a_src, file_mm, m_src)
-    for k, img, how in _select(path, n, spec, read, fps):
-        yield InputFrame(img, path, k, n, va, a_src, mm, m_src, source.input_id, kind, how, fps)
+    ff = _open(path, kind, read_angles=cli_angles is None, read_spacing=cli_mm is None)
+    va, a_src, mm, m_src = _override(cli_angles, cli_mm, ff.view_angles, ff.angles_source, ff.mm_per_pixel,
+                                     ff.spacing_source)
+    for k, img, how in _select(path, ff.n_frames, spec, ff.frames, ff.fps):
+        yield InputFrame(img, path, k, ff.n_frames, va, a_src, mm, m_src, source.input_id, kind, how, ff.fps)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ and row validation whose errors name the CSV row, the column, what was expected 
 
 Relative paths in the CSV are taken from the CSV's own folder. Data flow of one row::
 
-    CSV row -> cine .npy (T, H, W[, C]) frame ``frame_index`` (memory-mapped)
+    CSV row -> cine frame ``frame_index``: a .npy (T, H, W[, C]) (memory-mapped), a DICOM XA file, a
+               multi-page TIFF or a video (any file :mod:`sam3_angio.data.frame_files` reads)
             -> contours JSON: view_angles {primary: LAO+/RAO- deg, secondary: CRA+/CAU- deg}, centerline
             -> vessel_mask_actual_path: (H, W) mask of the one segment, frame-sized
             -> deepsa_pseudo_label_path: (h, w) full-tree mask, resized to (H, W) by the converter
@@ -21,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from ..cass import CASS_BY_ID, class_ids as _class_ids, cass_name
 from ..errors import DataError
 from ..view_angles import parse_view_angles
-from .cine import CineError, CineInfo, cine_info
+from .frame_files import FrameFile, open_frames
 from .masks import MaskError, mask_shape
 
 PathLike = Union[str, Path]
@@ -31,7 +32,7 @@ REQUIRED_COLUMNS: Tuple[str, ...] = (
     "vessel_pattern",  # e.g. MID_LAD (sam3_angio.cass.VESSEL_PATTERN_TO_CASS)
     "phase",  # PRE | FINAL | EVENT
     "vessel_name",  # LAD | RCA | LCX | PDA | Ramus (LM accepted)
-    "cine_path",  # .npy (T, H, W) or (T, H, W, C)
+    "cine_path",  # .npy (T, H, W[, C]), DICOM, multi-page TIFF or video (sam3_angio.data.frame_files)
     "frame_index",  # 0-based index into the cine
     "contours_path",  # JSON: view_angles, centerline, lumen_edges (frame pixel coordinates x, y)
     "vessel_mask_actual_path",  # the segment's ground-truth mask, frame-sized
@@ -51,6 +52,9 @@ TASKS: Tuple[str, ...] = ("vessel", "cass", "stenosis")
 
 # Pseudo-labels are resized to the frame; a different aspect ratio means a different image.
 _ASPECT_TOLERANCE = 0.02
+# Contours angles and a DICOM header's that differ by more than this (degrees) describe two different
+# runs (a wrong file pairing, or a tool that writes the other sign convention); rounding stays below it.
+_ANGLE_AGREEMENT_DEG = 1.0
 
 
 class DataLayoutError(DataError):
@@ -123,9 +127,12 @@ class CheckedRow:
     """A row whose files were found and checked: the cine header, the contours JSON, mask shapes."""
 
     row: AngioRow
-    cine: CineInfo
+    cine: FrameFile
     contours: dict
-    view_angles: Optional[Dict[str, float]]  # None = unknown (explicit null in the contours JSON)
+    view_angles: Optional[Dict[str, float]]  # None = unknown (see resolve_view)
+    angles_source: str = "contours"  # contours | dicom | unknown
+    mm_per_pixel: Optional[float] = None  # at the isocenter (see resolve_view)
+    spacing_source: str = "unknown"  # csv | contours | dicom:<rule> | unknown
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,6 +317,76 @@ def contours_view_angles(contours: dict, source: str, require: bool = True) -> O
     return None if angles is None else angles.to_dict()
 
 
+@dataclass(frozen=True)
+class RowView:
+    """How one row's frame was taken: its view angles and pixel spacing, and where each came from."""
+
+    view_angles: Optional[Dict[str, float]]  # {"primary", "secondary"} degrees; None = unknown
+    angles_source: str  # contours | dicom | unknown
+    mm_per_pixel: Optional[float]  # at the isocenter; None = unknown
+    spacing_source: str  # csv | contours | dicom:<rule> | unknown
+
+
+def resolve_view(r: AngioRow, contours: Optional[dict], cine: Optional[FrameFile], require_view_angles: bool
+                 ) -> Tuple[RowView, List[Tuple[str, str]]]:
+    """The view of a row's frame from its contours JSON (``contours``; None when the row has none) and its
+    cine's header (a DICOM file's angles and spacing; nothing for other kinds): ``(view, [(column,
+    problem)])``. The one rule for conversion and for inference on a study CSV:
+
+    - angles: the contours JSON's numbers; where it says ``null`` or has no ``view_angles`` (or the
+      row has no contours JSON), the DICOM header's. Numbers in both that differ by more than 1 degree
+      are a problem (two different runs, or the other sign convention). Neither: unknown (a missing
+      key is a problem when ``require_view_angles``; ``null`` never is).
+    - spacing: the ``mm_per_pixel`` column, else the contours JSON's ``mm_per_pixel``, else the DICOM
+      header's (isocenter rules of :mod:`.dicom`), else unknown.
+    """
+    src = r.raw.get("contours_path", str(r.contours_path))
+    header = cine.view_angles if cine is not None else None
+    dicom = None if header is None else header.to_dict()
+    problems: List[Tuple[str, str]] = []
+    angles, a_src = None, "unknown"
+    if contours is not None and ("view_angles" in contours or dicom is None):
+        try:
+            angles = contours_view_angles(contours, src, require_view_angles)
+        except DataLayoutError as e:
+            problems.append(("contours_path", str(e)))
+        if angles is not None:
+            a_src = "contours"
+            off = None if dicom is None else max(abs(angles[k] - dicom[k]) for k in ("primary", "secondary"))
+            if off is not None and off > _ANGLE_AGREEMENT_DEG:
+                problems.append(("contours_path", (
+                    f"contours JSON '{src}' has view_angles ({angles['primary']:g}, {angles['secondary']:g}) but "
+                    f"the DICOM header of cine '{r.raw.get('cine_path')}' says ({dicom['primary']:g}, "
+                    f"{dicom['secondary']:g}) (primary LAO+/RAO-, secondary CRA+/CAU-): the contours belong to "
+                    f"another run, or their tool writes the other sign convention; fix one of them, or write "
+                    f"\"view_angles\": null to use the header's")))
+    if angles is None and dicom is not None:
+        angles, a_src = dicom, "dicom"
+    mm, m_src = r.mm_per_pixel, "csv"
+    if mm is None:
+        c_mm = (contours or {}).get("mm_per_pixel")  # the synthetic generator writes it; study exports may
+        if isinstance(c_mm, (int, float)) and not isinstance(c_mm, bool) and math.isfinite(c_mm) and c_mm > 0:
+            mm, m_src = float(c_mm), "contours"
+        elif cine is not None and cine.mm_per_pixel is not None:
+            mm, m_src = cine.mm_per_pixel, cine.spacing_source
+        else:
+            m_src = "unknown"
+    return RowView(angles, a_src, mm, m_src), problems
+
+
+def check_cine(r: AngioRow, read_angles: bool = True) -> Tuple[Optional[FrameFile], List[Tuple[str, str]]]:
+    """The row's cine opened from its header, and its frame_index checked against the frame count:
+    ``(cine or None, [(column, problem)])``."""
+    try:
+        cine = open_frames(r.cine_path, read_angles=read_angles)
+    except DataError as e:
+        return None, [("cine_path", str(e))]
+    if r.frame_index is not None and r.frame_index >= cine.n_frames:
+        return cine, [("frame_index", f"{r.frame_index} is out of range for cine '{r.raw.get('cine_path')}' with "
+                                      f"{cine.n_frames} frames (valid: 0..{cine.n_frames - 1})")]
+    return cine, []
+
+
 # --------------------------------------------------------------------------------------------------
 # Files of a row
 
@@ -329,30 +406,23 @@ def check_row_files(
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
-    info: Optional[CineInfo] = None
+    info: Optional[FrameFile] = None
     if r.cine_path is not None:
-        try:
-            info = cine_info(r.cine_path)
-        except CineError as e:
-            bad("cine_path", str(e))
-        if info is not None and r.frame_index is not None and r.frame_index >= info.n_frames:
-            bad(
-                "frame_index",
-                f"{r.frame_index} is out of range for cine '{r.raw.get('cine_path')}' with "
-                f"{info.n_frames} frames (valid: 0..{info.n_frames - 1})",
-            )
+        info, found = check_cine(r)
+        for column, message in found:
+            bad(column, message)
 
-    contours: dict = {}
-    angles: Optional[Dict[str, float]] = None
+    contours: Optional[dict] = None
+    header_angles = info is not None and info.view_angles is not None
     if r.contours_path is None:
-        if require_view_angles or task == "stenosis":
-            bad("contours_path", "is empty (expected the contours JSON with view_angles)")
+        if task == "stenosis" or (require_view_angles and not header_angles):
+            bad("contours_path", "is empty (expected the contours JSON with view_angles"
+                                 f"{', and the stenosis entry' if task == 'stenosis' else ''})")
     elif not r.contours_path.is_file():
         bad("contours_path", f"file '{r.raw.get('contours_path')}' does not exist")
     else:
         try:
             contours = load_contours(r.contours_path)
-            angles = contours_view_angles(contours, r.raw.get("contours_path", str(r.contours_path)), require_view_angles)
         except DataLayoutError as e:
             bad("contours_path", str(e))
         if task == "stenosis" and contours and "stenosis" not in contours:
@@ -405,9 +475,14 @@ def check_row_files(
             except MaskError as e:
                 bad("deepsa_pseudo_label_path", str(e))
 
+    view, found = resolve_view(r, contours, info, require_view_angles)
+    for column, message in found:
+        bad(column, message)
     if problems or info is None:
         return None, problems
-    return CheckedRow(row=r, cine=info, contours=contours, view_angles=angles), problems
+    return CheckedRow(row=r, cine=info, contours=contours or {}, view_angles=view.view_angles,
+                      angles_source=view.angles_source, mm_per_pixel=view.mm_per_pixel,
+                      spacing_source=view.spacing_source), problems
 
 
 def validate_csv(

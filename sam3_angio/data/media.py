@@ -6,7 +6,7 @@ frame at a time, made 8-bit grey by :func:`sam3_angio.data.cine.to_gray_uint8`.
 Public API (what :mod:`sam3_angio.data.inputs` calls)::
 
     open_media(path, kind) -> Media          # kind "image" | "video"; MediaError naming the file
-    Media.n_frames, Media.fps                 # fps None where the file has no rate (TIFF)
+    Media.n_frames, Media.fps, Media.height, Media.width   # fps None where the file has no rate (TIFF)
     Media.frames(indices=None) -> Iterator[(k, (H, W) uint8)]   # None: every frame, in order
 
 Readers (the field's own, through imageio where it has a plugin):
@@ -59,6 +59,8 @@ class Media:
     kind: str  # image | video
     n_frames: int
     fps: Optional[float]
+    height: int
+    width: int
     _read: Callable[[Optional[Sequence[int]]], Frames]
 
     def frames(self, indices: Optional[Sequence[int]] = None) -> Frames:
@@ -152,7 +154,7 @@ def _open_tiff(path: Path) -> Media:
                     frame = np.moveaxis(frame, 0, -1)
                 yield int(k), frame
 
-    return Media(path, "image", n, None, read)
+    return Media(path, "image", n, None, int(shape[0]), int(shape[1]), read)
 
 
 def _planar(page) -> bool:
@@ -185,7 +187,7 @@ def _open_pillow(path: Path) -> Media:
             for k in (range(n) if indices is None else indices):
                 yield int(k), np.asarray(_guard(path, "image", lambda: f.read(index=int(k))))
 
-    return Media(path, "image", n, fps, read)
+    return Media(path, "image", n, fps, int(shape[0]), int(shape[1]), read)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,7 +235,8 @@ def _open_video(path: Path) -> Media:
     if n <= 0:
         raise MediaError(f"video '{path}' holds no frame")
     _check_frame_shape(path, "video", shape)
-    return Media(path, "video", n, fps, lambda indices: _in_order(path, "video", n, decode_all, indices))
+    return Media(path, "video", n, fps, int(shape[0]), int(shape[1]),
+                 lambda indices: _in_order(path, "video", n, decode_all, indices))
 
 
 def open_media(path: Path, kind: str) -> Media:
