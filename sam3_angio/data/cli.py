@@ -65,7 +65,8 @@ def convert_main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="convert_to_coco.py",
         description="Convert the study's CSV layout to COCO folders (<out>/<split>/annotations.json and "
-                    "images/) for one task.",
+                    "images/) for one task. cine_path may be a .npy, a DICOM XA file (its header fills view "
+                    "angles and mm per pixel the row leaves open), a multi-page TIFF or a video.",
     )
     ap.add_argument("--csv", required=True, help="the study CSV (relative paths in it are taken from its folder)")
     ap.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -75,7 +76,8 @@ def convert_main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--class-ids", type=_class_ids, default=None,
                     help="CASS class set for --task cass, e.g. 1,2,3,4,12,13 (default: the study's 14)")
     ap.add_argument("--allow-missing-angles", action="store_true",
-                    help="accept contours JSON without view_angles (marked unknown)")
+                    help="accept rows without view angles (no view_angles in the contours JSON and none in a "
+                         "DICOM cine's header): marked unknown")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)

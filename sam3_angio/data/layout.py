@@ -306,8 +306,9 @@ def contours_view_angles(contours: dict, source: str, require: bool = True) -> O
         if require:
             raise DataLayoutError(
                 f"contours JSON '{source}' has no view_angles (expected {{\"primary\": deg LAO+/RAO-, "
-                f"\"secondary\": deg CRA+/CAU-}}, or null for unknown); pass --allow-missing-angles "
-                f"(require_view_angles=False) to convert without them"
+                f"\"secondary\": deg CRA+/CAU-}}, or null for unknown; a DICOM cine's header angles are used "
+                f"where the JSON has none); pass --allow-missing-angles (require_view_angles=False) to convert "
+                f"without them"
             )
         return None
     try:
