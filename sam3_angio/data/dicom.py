@@ -24,7 +24,12 @@ Decisions (what a frame looks like after reading):
 - Compressed transfer syntaxes decode through pydicom's plugins: RLE natively, everything cath labs write
   (JPEG Lossless - the usual XA syntax -, JPEG-LS, JPEG 2000, JPEG baseline / extended) through GDCM
   (``python-gdcm``, a dependency). A syntax no installed plugin decodes raises :class:`DicomError`
-  naming the file, the syntax and the packages to install; a damaged stream names the frame.
+  naming the file, the syntax and the packages to install; a damaged stream names the frame. Deflated
+  files and bare datasets (no preamble or file meta header; their encoding as pydicom detects it) are read
+  whole, as pydicom cannot stream their frames from the path.
+- Refused from the header, before any frame is decoded: no Pixel Data element (a header-only object),
+  Rows or Columns 0, an uncompressed file shorter than its frames. Broken spacing tags and broken angle
+  tags say how to give the value on the command line instead.
 
 Header (degrees and millimetres; per-frame functional groups of Enhanced XA are searched when a tag
 is not at the top level, frame 0 first, then the shared group):
@@ -65,6 +70,10 @@ GREY = ("MONOCHROME1", "MONOCHROME2")
 # A detector pixel is square; more than this relative difference between the row and column spacing
 # means the header is wrong or the image was resampled, and one mm-per-pixel number cannot hold.
 _ANISOTROPY_TOLERANCE = 0.02
+# (7FE0,0010) Pixel Data, (7FE0,0008) Float Pixel Data, (7FE0,0009) Double Float Pixel Data, as the 4 bytes of
+# their tag in a little- or big-endian file
+_PIXEL_TAGS = {bytes.fromhex(h) for h in ("e07f1000", "e07f0800", "e07f0900", "7fe00010", "7fe00008", "7fe00009")}
+_MM_HINT = "; fix the header or pass the isocenter spacing on the command line (--mm-per-pixel)"
 _INSTALL_HINT = ("install sam3-angio's decoder again (pip install python-gdcm) or pydicom's other plugins "
                  "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg), or convert the file to "
                  "uncompressed DICOM (e.g. gdcmconv --raw) first")
@@ -178,6 +187,15 @@ def _positive(path: Path, keyword: str, value: Any) -> float:
 
 
 def _mm_per_pixel(path: Path, ds: Any) -> Tuple[Optional[float], str]:
+    try:
+        return _mm_rules(path, ds)
+    except DicomError as e:
+        if "--mm-per-pixel" in str(e):
+            raise
+        raise DicomError(f"{e}{_MM_HINT}") from None
+
+
+def _mm_rules(path: Path, ds: Any) -> Tuple[Optional[float], str]:
     ips = _lookup(ds, "ImagerPixelSpacing", path)
     ermf = _lookup(ds, "EstimatedRadiographicMagnificationFactor", path)
     if ips is not None and ermf is not None:
@@ -227,7 +245,10 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom(path))
+        with open(path, "rb") as f:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=not is_dicom(path))
+            # pydicom stops with the file at the pixel data element's tag; without one it read to the end
+            next_tag = f.read(4)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DicomError(f"DICOM '{path}' cannot be read: {type(e).__name__}: {e} (is it a complete "
                          f"DICOM file?)") from None
@@ -238,6 +259,9 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
         raise DicomError(f"DICOM '{path}' has no image header (Rows / Columns / BitsAllocated missing): the "
                          f"file is truncated, not DICOM, or not an image (a report, a DICOMDIR); expected an "
                          f"X-ray angiogram") from None
+    if rows < 1 or columns < 1:
+        raise DicomError(f"DICOM '{path}' has an image of {rows}x{columns} pixels (Rows x Columns); expected "
+                         f"at least 1x1: the header is damaged")
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if samples != 1 or photometric not in GREY:
@@ -260,8 +284,12 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
         raise DicomError(f"DICOM '{path}': RescaleSlope is 0; expected a non-zero number")
     meta = getattr(ds, "file_meta", None)
     tsuid = meta.get("TransferSyntaxUID", None) if meta is not None else None
-    if tsuid is None:
-        tsuid = pydicom.uid.ImplicitVRLittleEndian  # PS3.5 default for files without a meta header
+    if tsuid is None:  # no meta header (a raw dataset): the encoding pydicom found when reading it
+        tsuid = _encoding_syntax(ds)
+    if not pydicom.uid.UID(tsuid).is_deflated and next_tag not in _PIXEL_TAGS:  # a deflated file is read inflated
+        raise DicomError(f"DICOM '{path}' has no pixel data (no Pixel Data element after its header): it holds "
+                         f"no image (a header-only export, a report or a presentation state?); expected an X-ray "
+                         f"angiogram with its frames")
     mm, source = _mm_per_pixel(path, ds) if read_spacing else (None, "unknown")
     return DicomHeader(
         path=path, n_frames=n_frames, rows=rows, columns=columns, photometric=photometric,
@@ -269,6 +297,17 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
         view_angles=_view_angles(path, ds) if read_angles else None, mm_per_pixel=mm, spacing_source=source,
         fps=_fps(path, ds), sop_class=str(ds.get("SOPClassUID", "")), _meta=ds,
     )
+
+
+def _encoding_syntax(ds: Any) -> str:
+    """The uncompressed transfer syntax of a dataset read without a file meta header (PS3.5 default:
+    implicit VR little endian), from the encoding pydicom detected."""
+    import pydicom.uid as U
+
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit in (None, True):
+        return U.ImplicitVRLittleEndian
+    return U.ExplicitVRLittleEndian if little in (None, True) else U.ExplicitVRBigEndian
 
 
 def _check_decoder(header: DicomHeader) -> None:
@@ -303,7 +342,11 @@ def _check_length(header: DicomHeader) -> None:
     the first missing frame, after the earlier ones were used)."""
     meta = getattr(header._meta, "file_meta", None)
     uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
-    if uid is None or uid.is_encapsulated or uid.is_deflated:
+    if uid is None:  # a raw dataset without meta header is uncompressed
+        from pydicom.uid import UID
+
+        uid = UID(_encoding_syntax(header._meta))
+    if uid.is_encapsulated or uid.is_deflated:
         return
     bits = int(header._meta.get("BitsAllocated", 8))
     need = header.rows * header.columns * header.n_frames * bits // 8
@@ -344,10 +387,17 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
     # distinct frame once and hand them out as asked.
     order = sorted(set(wanted))
     src: Any = header.path
-    if not is_dicom(header.path):  # no preamble: pydicom reads it only when forced
+    meta = getattr(header._meta, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    # pydicom streams frames from a path only for a Part 10 file (preamble, meta header) that is not
+    # deflated; any other is read whole and given the transfer syntax its header resolved to
+    if not is_dicom(header.path) or uid is None or uid.is_deflated:
         import pydicom
 
         src = pydicom.dcmread(header.path, force=True)
+        if src.get("file_meta") is None or "TransferSyntaxUID" not in src.file_meta:
+            src.file_meta = getattr(src, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+            src.file_meta.TransferSyntaxUID = _encoding_syntax(src)
     frames = iter_pixels(src, indices=order)
     decoded = {}
     for k in order:

@@ -246,3 +246,86 @@ def test_enhanced_xa_angles_and_spacing_are_found_in_functional_groups(tmp_path)
     header = read_dicom_header(path)
     assert header.view_angles == (-35.0, -20.0)
     assert (header.mm_per_pixel, header.spacing_source) == (pytest.approx(0.28), "PixelSpacing")
+
+
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "JPEGLosslessSV1"])
+def test_a_dicom_without_pixel_data_is_refused_from_its_header(tmp_path, syntax):
+    """A header-only object (no Pixel Data element) is named when opened - also with a compressed transfer
+    syntax, where no length check applies and it used to fail only when frame 0 was decoded."""
+    import pydicom
+
+    from sam3_angio.data.frame_files import open_frames
+
+    path = write_xa_dicom(tmp_path / "nopix.dcm", _cine(np.uint8, 8))
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.file_meta.TransferSyntaxUID = getattr(pydicom.uid, syntax)
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=r"nopix\.dcm' has no pixel data.*expected an X-ray angiogram") as e:
+        open_frames(path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_header_of_zero_rows_is_refused_when_opened(tmp_path):
+    import pydicom
+
+    path = write_xa_dicom(tmp_path / "rows0.dcm", _cine(np.uint8, 8))
+    ds = pydicom.dcmread(path)
+    ds.Rows = 0
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=r"rows0\.dcm' has an image of 0x32 pixels"):
+        read_dicom_header(path)
+
+
+def test_broken_header_spacing_says_how_to_give_it_on_the_command_line(tmp_path):
+    path = write_xa_dicom(tmp_path / "ps0.dcm", _cine(np.uint8, 8), pixel_spacing=0.0)
+    with pytest.raises(DicomError, match=r"ps0\.dcm.*PixelSpacing.*positive.*--mm-per-pixel"):
+        read_dicom_header(path)
+    assert read_dicom_header(path, read_spacing=False).mm_per_pixel is None
+
+
+def _raw_dataset(src, dst):
+    """``src`` written as a bare dataset: no preamble, no meta header, implicit VR little endian."""
+    import pydicom
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(src)
+    del ds.file_meta
+    with open(dst, "wb") as f:
+        fp = DicomFileLike(f)
+        fp.is_little_endian, fp.is_implicit_VR = True, True
+        write_dataset(fp, ds)
+    return dst
+
+
+@pytest.mark.parametrize("form", ["deflated", "no meta header"])
+def test_deflated_and_meta_less_dicom_read_the_same_frames(tmp_path, form):
+    """Deflated Explicit VR files and bare datasets (no preamble, no file meta: old exports) decode to the
+    frames of the plain file (pydicom cannot stream them from a path; both used to fail at frame 0)."""
+    import pydicom
+
+    frames = _cine(np.uint16, 12)
+    plain = write_xa_dicom(tmp_path / "plain.dcm", frames, bits_stored=12, view_angles=(-30, 25))
+    if form == "deflated":
+        ds = pydicom.dcmread(plain)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        path = tmp_path / "deflated.dcm"
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        path = _raw_dataset(plain, tmp_path / "raw.dcm")
+    want = [f.image for f in read_input(plain)]
+    got = read_input(path)
+    assert len(got) == T and got[0].view_angles == (-30, 25)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.image, w)
+
+
+def test_a_truncated_meta_less_dicom_is_caught_before_decoding(tmp_path):
+    path = _raw_dataset(write_xa_dicom(tmp_path / "plain.dcm", _cine(np.uint16, 12), bits_stored=12),
+                        tmp_path / "raw.dcm")
+    path.write_bytes(path.read_bytes()[:-500])
+    from sam3_angio.data.frame_files import open_frames
+
+    with pytest.raises(DicomError, match=r"raw\.dcm' is truncated"):
+        open_frames(path)
