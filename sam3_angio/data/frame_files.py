@@ -16,7 +16,9 @@ Public API::
     FrameFile.frames(indices=None) -> Iterator[(k, (H, W) uint8)]      # None: every frame, in order
 
 Readers: :mod:`.dicom` (pydicom; the C-arm angles and the isocenter spacing from the header),
-:mod:`.cine` (memory-mapped ``.npy``), :mod:`.media` (tifffile, Pillow, PyAV). Errors are the
+:mod:`.cine` (memory-mapped ``.npy``), :mod:`.media` (tifffile, Pillow, PyAV). Refused when opened: frames
+of 0 pixels; an ``.npy`` of one image ``(H, W, C)`` (a last axis of 1-4: as a cine its frames would be
+W x C pixels) or channels second ``(T, C, H, W)``. Errors are the
 readers' own :class:`~sam3_angio.errors.DataError` subclasses, one line naming the file.
 """
 
@@ -106,6 +108,13 @@ def open_frames(path: PathLike, kind: Optional[str] = None, read_angles: bool = 
         raise CineError(f"'{path}' is not a frame file (expected {EXPECTED})")
     if not path.is_file():
         raise CineError(f"{_LABEL.get(kind, kind)} '{path}' does not exist")
+    ff = _open(path, kind, read_angles, read_spacing)
+    if ff.height < 1 or ff.width < 1:
+        raise CineError(f"{_LABEL[kind]} '{path}' has frames of {ff.height}x{ff.width} pixels; expected an image")
+    return ff
+
+
+def _open(path: Path, kind: str, read_angles: bool, read_spacing: bool) -> FrameFile:
     if kind == "dicom":
         header = read_dicom_header(path, read_angles=read_angles, read_spacing=read_spacing)
         check_decodable(header)
@@ -126,11 +135,20 @@ def _open_npy(path: Path) -> FrameFile:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception:
         arr = None  # open_cine below says why
+    if arr is not None and arr.ndim == 4 and arr.shape[1] in (1, 3, 4) and arr.shape[3] not in (1, 3, 4):
+        raise CineError(f"cine '{path}' has shape {tuple(arr.shape)}, channels second (T, C, H, W) as PyTorch "
+                        f"stores them; expected (T, H, W) or (T, H, W, C): save it with the channels last "
+                        f"(np.moveaxis(a, 1, -1)) or as grey (T, H, W)")
     if arr is not None and arr.ndim == 2:
         raise CineError(f"cine '{path}' has shape {tuple(arr.shape)}, one 2-D frame, not a cine; expected "
                         f"(T, H, W) or (T, H, W, C). Save a single frame as PNG, or as a one-frame cine with "
                         f"np.save(path, frame[None])")
     shape = open_cine(path).shape
+    if len(shape) == 3 and shape[2] <= 4 < min(shape[0], shape[1]):
+        raise CineError(f"cine '{path}' has shape {tuple(shape)}: as a cine (T, H, W) its frames would be "
+                        f"{shape[1]}x{shape[2]} pixels; it looks like one image (H, W, C) with {shape[2]} "
+                        f"channel(s). Save a single frame as PNG, or as a one-frame cine with "
+                        f"np.save(path, image[None])")
 
     def read(indices: Optional[Sequence[int]]) -> Frames:
         for k in (range(shape[0]) if indices is None else indices):

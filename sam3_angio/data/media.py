@@ -15,7 +15,8 @@ Readers (the field's own, through imageio where it has a plugin):
   colour (tifffile writes a 3- or 4-plane array as planar RGB(A), so such a file is one colour frame,
   not three frames). ImageJ and tifffile stacks ``(T, H, W)`` hold one page per frame.
 - Other images: Pillow through imageio (``index=...`` counts the frames of an animated GIF / PNG from
-  the header; a GIF's frame duration gives its rate).
+  the header; a GIF's frame duration gives its rate). An EXIF Orientation is applied (the frame is the
+  picture a viewer shows, its height and width too); CMYK / YCbCr / LAB / HSV are converted to RGB first.
 - Video: FFmpeg through PyAV (imageio's ``pyav`` plugin), each frame as its luma plane
   (``format="gray"``: the Y of YUV, no colour round trip). Frames are decoded in order and never by
   seeking: seeking lands on the wrong frame in containers with loose timestamps (measured here:
@@ -169,6 +170,10 @@ def _page_shape(page) -> Tuple[int, ...]:
 # --------------------------------------------------------------------------------------------------
 # Other images (Pillow through imageio)
 
+_EXIF_TURNS = (2, 3, 4, 5, 6, 7, 8)  # EXIF Orientation values that flip or turn the stored picture
+_EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # ... of which these swap its height and width
+_NOT_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
 
 def _open_pillow(path: Path) -> Media:
     import imageio.v3 as iio
@@ -177,15 +182,23 @@ def _open_pillow(path: Path) -> Media:
     n = int(props.n_images or 1)
     shape = tuple(props.shape[1:]) if props.is_batch else tuple(props.shape)
     _check_frame_shape(path, "image", shape)
+    meta = _guard(path, "image", lambda: iio.immeta(path, index=0, exclude_applied=False))
+    # an EXIF orientation (a photo or a phone export) is applied, as every viewer shows the picture
+    rotate = meta.get("Orientation") in _EXIF_TURNS
+    if meta.get("Orientation") in _EXIF_QUARTER_TURNS:
+        shape = (shape[1], shape[0]) + shape[2:]
+    # colour spaces whose planes are not R, G, B (CMYK's first three are the inks): converted to RGB
+    mode = "RGB" if meta.get("mode") in _NOT_RGB_MODES else None
     fps = None
     if n > 1:
-        duration = _guard(path, "image", lambda: iio.immeta(path, index=0)).get("duration")
+        duration = meta.get("duration")
         fps = 1000.0 / float(duration) if isinstance(duration, (int, float)) and duration > 0 else None
 
     def read(indices: Optional[Sequence[int]]) -> Frames:
         with _guard(path, "image", lambda: iio.imopen(path, "r")) as f:
             for k in (range(n) if indices is None else indices):
-                yield int(k), np.asarray(_guard(path, "image", lambda: f.read(index=int(k))))
+                yield int(k), np.asarray(_guard(path, "image", lambda: f.read(index=int(k), rotate=rotate,
+                                                                                mode=mode)))
 
     return Media(path, "image", n, fps, int(shape[0]), int(shape[1]), read)
 

@@ -136,3 +136,35 @@ def test_a_broken_image_or_video_is_one_line_naming_it(tmp_path, name, data, wor
         check_source(source)
     msg = str(e.value)
     assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_a_jpeg_with_exif_orientation_is_read_as_viewers_show_it(tmp_path):
+    """EXIF Orientation 6 (stored turned, shown 90 degrees clockwise): the frame and its header shape are the
+    picture as shown, not the stored raster (which was read as is, sideways)."""
+    arr = _frames(1)[0]
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif.tobytes(), quality=100, subsampling=0)
+    (source,) = find_inputs([path])
+    from sam3_angio.data.frame_files import open_frames
+
+    ff = open_frames(path)
+    assert (ff.height, ff.width) == (W, H)
+    (f,) = read_input(path)
+    shown = np.rot90(arr, k=-1)  # clockwise
+    assert f.image.shape == shown.shape == (W, H)
+    assert np.abs(f.image.astype(int) - shown).mean() < 3
+    check_source(source)
+
+
+def test_a_cmyk_jpeg_is_made_grey_from_its_colours_not_its_inks(tmp_path):
+    """A CMYK JPEG's first three planes are the C, M, Y inks (all 0 for grey: K holds the picture); it was
+    read as RGB and came out black."""
+    arr = _frames(1)[0]
+    path = tmp_path / "print.jpg"
+    Image.fromarray(arr).convert("CMYK").save(path, quality=100)
+    (f,) = read_input(path)
+    assert f.image.shape == (H, W)
+    assert np.abs(f.image.astype(int) - arr).mean() < 3

@@ -10,7 +10,8 @@ from PIL import Image
 from data_fixtures import read_rows, write_csv, write_handmade
 from sam3_angio.data.cine import to_gray_uint8
 from sam3_angio.data.dicom import write_xa_dicom
-from sam3_angio.data.inputs import InputError, describe, find_inputs, iter_inputs, parse_angles, read_input
+from sam3_angio.data.inputs import (InputError, check_source, describe, find_inputs, iter_inputs, parse_angles,
+                                    read_input)
 
 T, H, W = 5, 20, 24
 
@@ -166,3 +167,24 @@ def test_command_line_values_apply_to_cines_and_bad_spacing_is_refused(cine):
 def test_caller_given_id_replaces_the_file_stem(cine):
     path, _ = cine
     assert {f.input_id for f in read_input(path, input_id="case7")} == {"case7"}
+
+
+@pytest.mark.parametrize("shape,words", [
+    ((48, 64, 3), ["(48, 64, 3)", "64x3 pixels", "one image (H, W, C)", "image[None]"]),
+    ((48, 64, 4), ["(48, 64, 4)", "one image (H, W, C)"]),
+    ((4, 3, 48, 64), ["(4, 3, 48, 64)", "channels second (T, C, H, W)", "np.moveaxis(a, 1, -1)"]),
+    ((4, 1, 48, 64), ["(4, 1, 48, 64)", "channels second"]),
+    ((3, 48, 0), ["48x0 pixels"]),
+])
+def test_an_npy_that_is_not_a_cine_of_frames_is_refused_before_any_pixel(tmp_path, shape, words):
+    """An RGB image saved as .npy (H, W, 3) used to be read as H frames of W x 3 pixels, and a PyTorch
+    (T, C, H, W) array or frames of width 0 reached the model or failed deep in it."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(shape, np.uint8))
+    (source,) = find_inputs([path])
+    with pytest.raises(InputError) as e:
+        check_source(source)
+    msg = str(e.value)
+    assert "x.npy" in msg and "\n" not in msg
+    for w in words:
+        assert w in msg, (w, msg)
