@@ -41,7 +41,7 @@ from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, check_s
 from sam3_angio.errors import UserError, run_cli
 from sam3_angio.inference.naming import RULES
 
-_NEGATIVE_VALUE = re.compile(r"^-\d")  # "-30,25": a value, not an option
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")  # "-30,25", "-.5,10": a value, not an option
 _VALUE_OPTIONS = ("--angles",)  # options whose value may start with a minus sign
 
 
