@@ -201,6 +201,24 @@ def _check_free(out: Path, sources: Sequence[InputSource], overwrite: bool) -> N
                                 f"another --out")
 
 
+def _unique_output(group: List[InputFrame], used: set) -> List[InputFrame]:
+    """The frames of one input with an output name no earlier input of this call has: a study CSV names
+    its outputs by its cines, whose stems may be those of another input or of another CSV's cines (two
+    patients' ``run_0001.dcm``); the second would replace the first's folder (with --overwrite) or stop
+    the call. It gets ``<id>_2`` (``_3``, ...), said on the console."""
+    from dataclasses import replace
+
+    first = group[0].input_id
+    new, k = first, 2
+    while new in used:
+        new, k = f"{first}_{k}", k + 1
+    used.add(new)
+    if new == first:
+        return group
+    say(f"{first}: another input of this call already wrote '{first}'; {group[0].source} is written as '{new}'")
+    return [replace(f, input_id=new) for f in group]
+
+
 def _groups(frames: List[InputFrame]) -> List[List[InputFrame]]:
     """Frames of one source by input_id (a study CSV holds several cines), in order of first appearance."""
     by: Dict[str, List[InputFrame]] = {}
@@ -320,6 +338,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
     if predictor is not None and args.naming is not None:
         predictor.naming = args.naming  # for this run only (restored below)
     written: List[Path] = []
+    used_ids: set = set()  # output folders this call has written (a CSV's cines may share a stem with them)
     t0 = time.perf_counter()
     n_frames = 0
     try:
@@ -336,6 +355,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
                     skipped.append((source, str(e)))
                     continue
                 for group in _groups(frames):
+                    group = _unique_output(group, used_ids)
                     written.append(predict_input(get_predictor(), group, out, args, progress,
                                                  cass_predictor=state["cass"] if args.cass_checkpoint else None))
                     n_frames += len(group)

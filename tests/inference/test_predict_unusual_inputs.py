@@ -21,3 +21,67 @@ def test_a_negative_first_angle_is_a_value_not_an_option(argv, joined):
         args = build_parser().parse_intermixed_args(join_negative_values(
             ["x.png", "--checkpoint", "c.pt", "--out", "o", *argv]))
         assert args.angles == argv[1]
+
+
+class StubPredictor:
+    """Stands in for a trained run where the test is about inputs and outputs, not the model: one
+    'proximal RCA' segment a frame, a square in its middle; records the frames and angles it was given."""
+
+    batch_size = 2
+
+    def __init__(self):
+        from sam3_angio.inference.predictor import PredictorInfo
+
+        self.naming = "fused"
+        self.info = PredictorInfo("cass", "stub", None, None, "fused", True, [(1, "proximal RCA")])
+        self.seen = []  # (image, angles) per frame
+
+    def predict(self, images, angles, image_ids):
+        import numpy as np
+        from pycocotools import mask as mask_utils
+
+        out = []
+        for image, view, image_id in zip(images, angles, image_ids):
+            self.seen.append((image, view))
+            h, w = image.shape[:2]
+            m = np.zeros((h, w), np.uint8, order="F")
+            m[h // 4: max(h // 4 + 1, 3 * h // 4), w // 4: max(w // 4 + 1, 3 * w // 4)] = 1
+            rle = mask_utils.encode(m)
+            rle["counts"] = rle["counts"].decode()
+            out.append([{"image_id": image_id, "category_id": 1, "score": 0.9, "detection_score": 0.9,
+                         "query_category_id": 1, "cass_name": "proximal RCA", "segmentation": rle,
+                         "bbox": [float(v) for v in mask_utils.toBbox(rle)], "area": int(m.sum())}])
+        return out
+
+
+def _predict(argv, predictor, capsys):
+    from sam3_angio.inference.cli import main
+
+    rc = main([*argv, "--checkpoint", "stub.pt", "--quiet"], predictor=predictor)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _inputs(folder):
+    import json
+
+    return {p.name: json.loads((p / "predictions.json").read_text())["images"][0]["input"]
+            for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_study_csvs_whose_cines_share_stems_write_one_folder_each(tmp_path, capsys, overwrite):
+    """Two patients' study CSVs, each with cines p0.npy and p1.npy: the second CSV's cines used to land on
+    the first's folders - replacing them with --overwrite (what this call had just written was lost),
+    stopping the call without it."""
+    from data_fixtures import write_handmade
+
+    a, b = write_handmade(tmp_path / "pat_a"), write_handmade(tmp_path / "pat_b")
+    out = tmp_path / "out"
+    rc, stdout, err = _predict([str(a), str(b), "--out", str(out), *(["--overwrite"] if overwrite else [])],
+                               StubPredictor(), capsys)
+    assert rc == 0, err
+    got = _inputs(out)
+    assert sorted(got) == ["p0", "p0_2", "p1", "p1_2"]
+    assert "pat_a" in got["p0"] and "pat_b" in got["p0_2"] and "pat_b" in got["p1_2"]
+    assert "is written as 'p0_2'" in stdout
