@@ -71,6 +71,7 @@ Angles = ViewAngles
 log = logging.getLogger(__name__)
 
 KINDS = ("dicom", "cine", "image", "video", "csv")
+MIN_SIDE = 16  # px: a smaller frame shows no vessel (a thumbnail, an icon); predicting on it is noise
 _PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
 
 __all__ = ["InputError", "InputFrame", "InputSource", "check_source", "describe", "find_inputs", "iter_inputs",
@@ -260,6 +261,10 @@ def _open(path: Path, kind: str, read_angles: bool = True, read_spacing: bool = 
         ff = open_frames(path, kind, read_angles, read_spacing)
     except DataError as e:
         raise InputError(str(e)) from None
+    if min(ff.height, ff.width) < MIN_SIDE:
+        raise InputError(f"{kind if kind != 'dicom' else 'DICOM'} '{path}' has frames of {ff.height}x{ff.width} "
+                         f"pixels; an angiogram is at least {MIN_SIDE} px on each side (typically 512-1024): a "
+                         f"thumbnail or a damaged file?")
 
     def read(indices):
         try:

@@ -85,3 +85,42 @@ def test_two_study_csvs_whose_cines_share_stems_write_one_folder_each(tmp_path, 
     assert sorted(got) == ["p0", "p0_2", "p1", "p1_2"]
     assert "pat_a" in got["p0"] and "pat_b" in got["p0_2"] and "pat_b" in got["p1_2"]
     assert "is written as 'p0_2'" in stdout
+
+
+@pytest.mark.parametrize("side", [1, 8])
+def test_a_thumbnail_sized_frame_is_refused_before_the_model(tmp_path, capsys, side):
+    """A 1x1 or 8x8 'angiogram' was predicted (100 instances on an upscaled blur); it is one error line now."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    iio.imwrite(tmp_path / "icon.png", np.full((side, side), 90, np.uint8))
+    out = tmp_path / "out"
+    stub = StubPredictor()
+    rc, _, err = _predict([str(tmp_path / "icon.png"), "--out", str(out)], stub, capsys)
+    assert rc == 2 and stub.seen == []
+    assert err.startswith("error: ") and "\n" not in err.strip() and "Traceback" not in err
+    assert "icon.png" in err and f"{side}x{side} pixels" in err and "at least 16 px" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_exif_turned_jpeg_is_predicted_and_recorded_as_shown(tmp_path, capsys):
+    """The model sees the picture as viewers show it, and predictions.json's size and masks are of that
+    picture (a phone's JPEG stores the raster sideways with EXIF Orientation 6)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    raster = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (40, 1))  # 40 x 64 stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(raster).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=100, subsampling=0)
+    stub = StubPredictor()
+    rc, _, err = _predict([str(tmp_path / "phone.jpg"), "--out", str(tmp_path / "out")], stub, capsys)
+    assert rc == 0, err
+    (image, _), = stub.seen
+    assert image.shape == (64, 40)
+    assert np.abs(image.astype(int) - np.rot90(raster, k=-1)).mean() < 3
+    doc = json.loads((tmp_path / "out" / "phone" / "predictions.json").read_text())
+    assert (doc["images"][0]["height"], doc["images"][0]["width"]) == (64, 40)
+    assert doc["annotations"][0]["segmentation"]["size"] == [64, 40]
