@@ -51,6 +51,11 @@ class _Image:
     rows: List[CheckedRow] = field(default_factory=list)
 
 
+# A vessel (or a whole tree) covers far less than half of an angiogram; a mask that covers more is
+# inverted (vessel 0), or not a mask at all (a frame, a JPEG's noise read as vessel).
+MAX_MASK_FRACTION = 0.5
+
+
 def _safe_stem(cell: str) -> str:
     stem = Path(cell).stem or "frame"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
@@ -140,6 +145,11 @@ def _annotations_for(img: _Image, task: str, shape: Tuple[int, int]) -> Tuple[Li
             if not seen[key].any():
                 fail(cr, "deepsa_pseudo_label_path", f"pseudo-label '{cr.row.raw.get('deepsa_pseudo_label_path')}' is empty")
                 continue
+            if seen[key].mean() > MAX_MASK_FRACTION:
+                fail(cr, "deepsa_pseudo_label_path", f"pseudo-label '{cr.row.raw.get('deepsa_pseudo_label_path')}' "
+                                                     f"covers {100 * seen[key].mean():.1f} % of the frame: is it "
+                                                     f"inverted (vessel 0, background non-zero)?")
+                continue
             union |= seen[key]
             used.append(cr.row.row)
         if used:
@@ -159,6 +169,11 @@ def _annotations_for(img: _Image, task: str, shape: Tuple[int, int]) -> Tuple[Li
             continue
         if not seg.any():
             fail(cr, "vessel_mask_actual_path", f"mask '{r.raw.get('vessel_mask_actual_path')}' is empty")
+            continue
+        if seg.mean() > MAX_MASK_FRACTION:
+            fail(cr, "vessel_mask_actual_path", f"mask '{r.raw.get('vessel_mask_actual_path')}' covers "
+                                                f"{100 * seg.mean():.1f} % of the frame: is it inverted (vessel 0, "
+                                                f"background non-zero)?")
             continue
         meta = {
             "cass_segment": r.cass_segment,
@@ -253,7 +268,8 @@ def _write_skip_report(out: Path, csv_path: Path, task: str, n_rows: int, proble
     lines = [f"{len(by_row)} of {n_rows} rows of {csv_path.name} skipped (task {task}):"]
     for e in by_row.values():
         for item in e["problems"]:
-            lines.append(f"row {e['row']} (line {e['line']}), column '{item['column']}': {item['reason']}")
+            where = f", column '{item['column']}'" if item["column"] else ""
+            lines.append(f"row {e['row']} (line {e['line']}){where}: {item['reason']}")
     (out / f"{SKIP_REPORT}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / f"{SKIP_REPORT}.json"
 

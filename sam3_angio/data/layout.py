@@ -76,7 +76,8 @@ class RowProblem:
     patient_id: str = ""
 
     def format(self, csv_name: str = "CSV") -> str:
-        return f"{csv_name} row {self.row} (line {self.line}), column '{self.column}': {self.message}"
+        where = f", column '{self.column}'" if self.column else ""  # "": the row as a whole
+        return f"{csv_name} row {self.row} (line {self.line}){where}: {self.message}"
 
     def as_dict(self) -> dict:
         return {
@@ -139,38 +140,75 @@ class CheckedRow:
 # Reading
 
 
+# The cell under which read_csv_rows records a row whose cell count differs from the header's (parse_row
+# reports it): a name no header can have.
+CELL_COUNT_KEY = "\0cell_count"
+_DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(first_line: str) -> str:
+    """The header's separator: ',' unless the header has none but has ';' (a spreadsheet in a locale
+    whose decimal mark is a comma) or a tab."""
+    if "," in first_line:
+        return ","
+    counts = {d: first_line.count(d) for d in _DELIMITERS[1:]}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def read_csv_rows(csv_path: PathLike) -> List[Tuple[int, int, Dict[str, str]]]:
-    """``[(row, line, cells)]`` of the CSV; checks the file and its header."""
+    """``[(row, line, cells)]`` of the CSV; checks the file and its header.
+
+    Comma-separated, or semicolon / tab-separated when the header says so; header names are matched
+    without regard to case or surrounding spaces. A row that is entirely empty (``,,,,`` as spreadsheets
+    write below the data) is left out; its row number is not reused. A row with more non-empty cells
+    or fewer cells than the header has columns gets ``cells[CELL_COUNT_KEY]`` (reported by ``parse_row``).
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise CsvLayoutError(f"CSV '{csv_path}' does not exist")
     try:
-        csv_path.read_bytes().decode("utf-8-sig")
+        text = csv_path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = csv_path.read_bytes()[: e.start].count(b"\n") + 1
         raise CsvLayoutError(
             f"CSV '{csv_path}' is not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}); save it as "
             f"UTF-8 (e.g. from a spreadsheet: CSV UTF-8)"
         ) from None
+    delimiter = _delimiter(text.lstrip("\r\n").split("\n", 1)[0])
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, delimiter=delimiter)
         if reader.fieldnames is None:
             raise CsvLayoutError(f"CSV '{csv_path}' is empty (expected a header row with {', '.join(REQUIRED_COLUMNS)})")
-        header = [h.strip() for h in reader.fieldnames]
+        known = {c.lower(): c for c in ALL_COLUMNS}
+        header = [known.get(h.strip().lower(), h.strip()) for h in reader.fieldnames]
         reader.fieldnames = header
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise CsvLayoutError(
                 f"CSV '{csv_path}' lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
                 f"found columns: {', '.join(header)}. The layout needs: {', '.join(REQUIRED_COLUMNS)} "
-                f"(optional: {', '.join(OPTIONAL_COLUMNS)})"
+                f"(optional: {', '.join(OPTIONAL_COLUMNS)}), separated by commas"
             )
         rows = []
         prev_line = reader.line_num
         for i, rec in enumerate(reader, start=1):
             cells = {k: (v or "").strip() for k, v in rec.items() if k is not None}
-            rows.append((i, prev_line + 1, cells))
+            line = prev_line + 1
             prev_line = reader.line_num
+            extra = [v for v in (rec.get(None) or []) if (v or "").strip()]
+            short = any(v is None for k, v in rec.items() if k is not None)
+            if not extra and not any(cells.values()):
+                continue  # an empty row (only separators)
+            if extra or short:
+                n = sum(1 for k, v in rec.items() if k is not None and v is not None) + len(rec.get(None) or [])
+                cells[CELL_COUNT_KEY] = (
+                    f"has {n} cells but the header has {len(header)} columns: "
+                    + (f"extra cells {', '.join(repr(v) for v in extra[:3])} - a value with an unquoted "
+                       f"'{delimiter}' shifts every column after it; quote it" if extra else
+                       "a cell is missing (each row needs one cell per column, empty ones too)")
+                )
+            rows.append((i, line, cells))
     if not rows:
         raise CsvLayoutError(f"CSV '{csv_path}' has a header but no rows")
     return rows
@@ -186,6 +224,8 @@ def _resolve(base: Path, cell: str) -> Optional[Path]:
 def _parse_float(cell: str) -> Optional[float]:
     if cell == "" or cell.lower() in ("na", "nan", "none", "null"):
         return None
+    if cell.count(",") == 1 and "." not in cell:
+        cell = cell.replace(",", ".")  # a decimal comma (0,25), as spreadsheets in many locales write it
     return float(cell)
 
 
@@ -197,6 +237,8 @@ def parse_row(cells: Dict[str, str], row: int, line: int, base_dir: Path) -> Tup
     def bad(column: str, message: str) -> None:
         problems.append(RowProblem(row, line, column, message, pid))
 
+    if cells.get(CELL_COUNT_KEY):
+        bad("", cells[CELL_COUNT_KEY])
     if not pid:
         bad("patient_id", "is empty (expected the patient's id in the study)")
 
@@ -285,10 +327,14 @@ def parse_row(cells: Dict[str, str], row: int, line: int, base_dir: Path) -> Tup
 
 def load_contours(path: Path) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DataLayoutError(f"contours JSON '{path}' is not valid JSON: {e}") from None
+    except UnicodeDecodeError:
+        raise DataLayoutError(f"contours JSON '{path}' is not UTF-8 text (is it a JSON file?)") from None
+    except OSError as e:
+        raise DataLayoutError(f"contours JSON '{path}' cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise DataLayoutError(f"contours JSON '{path}' holds a {type(data).__name__}; expected an object")
     return data

@@ -1,6 +1,7 @@
 """Binary masks on disk (PNG/other images or ``.npy``): reading, header-only shape checks, resizing.
 
-Masks are ``(H, W)`` booleans in frame pixel coordinates; any non-zero value is foreground.
+Masks are ``(H, W)`` booleans in frame pixel coordinates; any non-zero value is foreground (a JPEG,
+whose compression noise is non-zero, is thresholded half-way between its darkest and brightest value).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def mask_shape(path: PathLike) -> Tuple[int, int]:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             shape = tuple(arr.shape)
-            if len(shape) == 3 and shape[2] in (1, 3, 4):
+            if len(shape) == 3 and shape[2] in (1, 2, 3, 4):
                 shape = shape[:2]
         else:
             with Image.open(path) as im:
@@ -55,8 +56,36 @@ def mask_shape(path: PathLike) -> Tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+LOSSY_SUFFIXES = (".jpg", ".jpeg")  # JPEG blurs a mask's edges into many grey values
+
+
+def _foreground(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A mask array as read -> ``(H, W)`` bool: any non-zero value is foreground, except in a lossy
+    file (JPEG), whose compression noise would turn the whole background into vessel: there the
+    threshold is half-way between the darkest and the brightest value."""
+    if arr.dtype.kind not in "biuf":
+        raise MaskError(f"mask '{path}' holds {arr.dtype} values; expected numbers (0 = background)")
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # grey + alpha, RGBA
+        colour, alpha = arr[..., :-1], arr[..., -1]
+        if colour.min() == colour.max() and alpha.min() != alpha.max():
+            arr = alpha  # a constant colour painted through its alpha channel: the alpha is the mask
+        else:
+            arr = colour
+    if arr.ndim == 3 and arr.shape[2] in (1, 3):
+        arr = arr.max(axis=2)
+    if arr.ndim != 2:
+        raise MaskError(f"mask '{path}' has shape {arr.shape}; expected a 2-D (H, W) mask")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise MaskError(f"mask '{path}' holds NaN or infinite values; expected 0 for background, non-zero for vessel")
+    if path.suffix.lower() in LOSSY_SUFFIXES and arr.size:
+        lo, hi = float(arr.min()), float(arr.max())
+        return arr > (lo + hi) / 2 if hi > lo else np.zeros(arr.shape, bool)
+    return arr != 0
+
+
 def read_mask(path: PathLike) -> np.ndarray:
-    """The mask at ``path`` as ``(H, W)`` bool (non-zero = foreground; colour: any channel)."""
+    """The mask at ``path`` as ``(H, W)`` bool (non-zero = foreground; colour: any channel; a constant
+    colour with a varying alpha: the alpha; JPEG: above half-way between its darkest and brightest value)."""
     path = Path(path)
     _check_suffix(path)
     try:
@@ -64,14 +93,11 @@ def read_mask(path: PathLike) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         else:
             with Image.open(path) as im:
+                im.load()
                 arr = np.asarray(im)
     except Exception as e:
         raise MaskError(f"mask '{path}' cannot be read: {e}") from None
-    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
-        arr = arr[..., : min(3, arr.shape[2])].max(axis=2)
-    if arr.ndim != 2:
-        raise MaskError(f"mask '{path}' has shape {arr.shape}; expected a 2-D (H, W) mask")
-    return arr != 0
+    return _foreground(arr, path)
 
 
 def resize_nearest(mask: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:

@@ -171,3 +171,108 @@ def test_missing_view_angles_is_an_error_unless_allowed(tmp_path):
     res = convert_csv_to_coco(csv_path, tmp_path / "out", "cass", require_view_angles=False, progress=False)
     imgs = json.loads((tmp_path / "out" / "train" / "annotations.json").read_text())["images"]
     assert imgs[0]["view_angles"] is None and res["splits"]["train"]["n_images"] == 1
+
+
+def _lines(csv_path):
+    return csv_path.read_text().splitlines()
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda cells: cells + ["extra"], r"has 17 cells but the header has 16 columns: extra cells 'extra'"),
+    (lambda cells: cells[:2] + ["MID,LAD"] + cells[3:], r"has 17 cells .*unquoted ','"),  # shifts every column
+    (lambda cells: cells[:-1], r"has 15 cells but the header has 16 columns: a cell is missing"),
+])
+def test_a_row_with_a_cell_too_many_or_too_few_is_named_not_read_shifted(tmp_path, edit, found):
+    csv_path = write_handmade(tmp_path / "study")
+    lines = _lines(csv_path)
+    lines[2] = ",".join(edit(lines[2].split(",")))
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RowError) as info:
+        convert_csv_to_coco(csv_path, tmp_path / "out", "cass", progress=False)
+    msg = str(info.value)
+    assert msg.startswith("study.csv row 2 (line 3): "), msg
+    assert __import__("re").search(found, msg), msg
+    assert not (tmp_path / "out").exists()
+
+
+def _annotations(out):
+    return {split: json.loads((out / split / "annotations.json").read_text()) for split in ("train", "val")}
+
+
+def test_a_spreadsheet_export_converts_like_the_plain_csv(tmp_path):
+    """Semicolons and decimal commas (a European spreadsheet), upper-case header, BOM, CRLF, and the
+    empty rows of separators a spreadsheet leaves below the data: the same data set as the plain CSV."""
+    csv_path = write_handmade(tmp_path / "study")
+    convert_csv_to_coco(csv_path, tmp_path / "plain", "cass", progress=False)
+    lines = _lines(csv_path)
+    header = lines[0].upper().split(",")
+    rows = [[c.replace(".", ",") if c.replace(".", "").isdigit() else c for c in line.split(",")] for line in lines[1:]]
+    n = len(header)
+    text = "\r\n".join([";".join(header)] + [";".join(r) for r in rows] + [";" * (n - 1)] * 2) + "\r\n"
+    other = tmp_path / "study" / "export.csv"
+    other.write_bytes(text.encode("utf-8-sig"))
+    assert "0,3" in text and "70,0" in text
+    convert_csv_to_coco(other, tmp_path / "sheet", "cass", progress=False)
+    plain, sheet = _annotations(tmp_path / "plain"), _annotations(tmp_path / "sheet")
+    for split in plain:
+        assert sheet[split]["annotations"] == plain[split]["annotations"]
+        for a, b in zip(sheet[split]["images"], plain[split]["images"]):
+            assert a["mm_per_pixel"] == b["mm_per_pixel"] == 0.3
+            assert a["view_angles"] == b["view_angles"] and a["source_rows"] == b["source_rows"]
+
+
+def _save_mask(root, rows, name, save):
+    path = root / "masks" / name
+    from PIL import Image
+
+    m = np.array(Image.open(root / rows[1]["vessel_mask_actual_path"]))
+    save(m, path)
+    rows[1]["vessel_mask_actual_path"] = f"masks/{name}"
+    return rows
+
+
+def test_a_jpeg_mask_is_thresholded_not_read_as_a_whole_frame_of_vessel(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "study"
+    csv_path = write_handmade(root)
+    convert_csv_to_coco(csv_path, tmp_path / "png", "cass", progress=False)
+    rows = _save_mask(root, read_rows(csv_path), "p0_13.jpg", lambda m, p: Image.fromarray(m).save(p, quality=75))
+    noisy = np.array(Image.open(root / "masks" / "p0_13.jpg"))
+    write_csv(csv_path, rows)
+    convert_csv_to_coco(csv_path, tmp_path / "jpg", "cass", progress=False)
+    png, jpg = _annotations(tmp_path / "png")["train"], _annotations(tmp_path / "jpg")["train"]
+    a_png = {a["category_id"]: a for a in png["annotations"]}[13]
+    a_jpg = {a["category_id"]: a for a in jpg["annotations"]}[13]
+    assert (noisy > 0).sum() > 1.5 * a_png["area"]  # non-zero = vessel would add the compression noise
+    assert abs(a_jpg["area"] - a_png["area"]) <= 0.1 * a_png["area"]
+    assert a_jpg["bbox"] == pytest.approx(a_png["bbox"], abs=1)
+
+
+@pytest.mark.parametrize("name, save, found", [
+    ("inverted.png", lambda m, p: __import__("PIL.Image").Image.fromarray(255 - m).save(p),
+     r"covers 8\d\.\d % of the frame: is it inverted"),
+    ("nan.npy", lambda m, p: np.save(p, np.where(m > 0, 1.0, np.nan).astype(np.float32)),
+     r"holds NaN or infinite values"),
+])
+def test_an_inverted_or_nan_mask_is_a_row_error(tmp_path, name, save, found):
+    root = tmp_path / "study"
+    csv_path = write_handmade(root)
+    write_csv(csv_path, _save_mask(root, read_rows(csv_path), name, save))
+    with pytest.raises(RowError) as info:
+        convert_csv_to_coco(csv_path, tmp_path / "out", "cass", progress=False)
+    msg = str(info.value)
+    assert msg.startswith("study.csv row 2 (line 3), column 'vessel_mask_actual_path': "), msg
+    assert __import__("re").search(found, msg), msg
+
+
+def test_contours_json_with_a_bom_is_read_and_one_not_utf8_is_a_row_error(tmp_path):
+    root = tmp_path / "study"
+    csv_path = write_handmade(root)
+    p = root / "contours" / "p0_13.json"
+    p.write_bytes(p.read_text().encode("utf-8-sig"))  # Windows tools write a BOM
+    good, problems = validate_csv(csv_path, "cass")
+    assert problems == [] and len(good) == 4
+    p.write_bytes(b"\xff\xfe" + p.read_text(encoding="utf-8-sig").encode("utf-16-le"))
+    with pytest.raises(RowError, match=r"row 2 \(line 3\), column 'contours_path': .*p0_13\.json' is not UTF-8"):
+        convert_csv_to_coco(csv_path, tmp_path / "out", "cass", progress=False)
