@@ -195,20 +195,25 @@ def _unique_ids(paths: Sequence[Path]) -> List[str]:
     return ids
 
 
-def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = False) -> List[InputSource]:
+def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = False,
+                exclude: Optional[PathLike] = None) -> List[InputSource]:
     """The input files named by ``paths`` (files, folders, study CSVs), kinds detected, ids assigned;
     checks existence only. A folder contributes its readable files (sorted; CSVs and other files
-    skipped); a folder without any is an error."""
+    skipped; hidden files and, with ``recursive``, hidden sub-folders too); a folder without any is an
+    error. ``exclude``: a folder whose files a folder search leaves out (predict's ``--out``, when it lies
+    inside an input folder: its overlays are no inputs)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise InputError(f"no input given; expected {_EXPECTED}, a folder of them, or the study CSV")
+    skip = Path(exclude).expanduser().resolve() if exclude is not None else None
     found: List[Tuple[Path, str]] = []
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
             files = sorted(q for q in (p.rglob("*") if recursive else p.iterdir())
-                           if q.is_file() and not q.name.startswith("."))
+                           if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)
+                           and not (skip is not None and q.resolve().is_relative_to(skip)))
             kept = [(q, k) for q in files if (k := _kind(q)) not in (None, "csv")]
             if len(kept) < len(files):
                 log.info("folder '%s': %d of %d files are not inputs (kept .npy, images, videos, DICOM) and were "

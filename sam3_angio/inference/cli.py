@@ -300,7 +300,7 @@ def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predi
 
         if not torch.cuda.is_available():
             raise InputError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
-    sources = find_inputs(inputs, recursive=args.recursive)
+    sources = find_inputs(inputs, recursive=args.recursive, exclude=out)  # an --out inside an input folder
     _check_free(out, sources, args.overwrite)
     progress = not args.quiet
     sources, skipped = _check_sources(sources, args, progress)

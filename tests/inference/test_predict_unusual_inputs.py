@@ -124,3 +124,22 @@ def test_an_exif_turned_jpeg_is_predicted_and_recorded_as_shown(tmp_path, capsys
     doc = json.loads((tmp_path / "out" / "phone" / "predictions.json").read_text())
     assert (doc["images"][0]["height"], doc["images"][0]["width"]) == (64, 40)
     assert doc["annotations"][0]["segmentation"]["size"] == [64, 40]
+
+
+def test_a_rerun_with_out_inside_the_input_folder_does_not_predict_its_own_overlays(tmp_path, capsys):
+    """`predict frames/ --recursive --out frames/pred` run twice: the second run took the first's
+    overlay.png (and any hidden temporary folder's files) for input frames and wrote pred/overlay/."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    (frames / ".cache").mkdir(parents=True)
+    iio.imwrite(frames / "a.png", np.full((32, 32), 90, np.uint8))
+    iio.imwrite(frames / ".cache" / "b.png", np.full((32, 32), 90, np.uint8))
+    out = frames / "pred"
+    for extra in ([], ["--overwrite"]):
+        stub = StubPredictor()
+        rc, _, err = _predict([str(frames), "--recursive", "--out", str(out), *extra], stub, capsys)
+        assert rc == 0, err
+        assert len(stub.seen) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a"]
