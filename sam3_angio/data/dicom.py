@@ -11,8 +11,9 @@ Public API::
 
 Decisions (what a frame looks like after reading):
 
-- Pixels: the stored values of one frame, ``(Rows, Columns)``. BitsStored <= 8 is used as it is (uint8,
-  no window, as an 8-bit cine). BitsStored 9-16 is windowed to 8 bit per frame by
+- Pixels: the stored values of one frame, ``(Rows, Columns)``. BitsStored 8 is used as it is (uint8,
+  no window, as an 8-bit cine); BitsStored 1-7 is scaled from ``0..2^b-1`` onto 0..255 (used as it was, a
+  6-bit frame reached the model at a quarter of its brightness). BitsStored 9-16 is windowed to 8 bit per frame by
   :func:`sam3_angio.data.cine.to_gray_uint8` (0.5th-99.5th percentile), the rule the study's uint16 cines
   were converted with, so the model sees what it was trained on.
 - RescaleSlope / RescaleIntercept: the percentile window is invariant to a positive affine map, so only
@@ -359,11 +360,15 @@ def _check_length(header: DicomHeader) -> None:
 
 def to_uint8(header: DicomHeader, stored: np.ndarray) -> np.ndarray:
     """One frame's stored values ``(Rows, Columns)`` -> ``(H, W)`` uint8, vessels dark (the module's
-    rules: 8-bit as is, deeper windowed by percentile; MONOCHROME1 or a negative slope inverted)."""
+    rules: 8-bit as is, 1-7 bit scaled to 0..255, deeper windowed by percentile; MONOCHROME1 or a negative
+    slope inverted)."""
     if stored.ndim != 2:
         raise DicomError(f"DICOM '{header.path}': a frame has shape {stored.shape}; expected (Rows, Columns)")
-    if header.bits_stored <= 8 and stored.dtype.kind == "u":
+    if header.bits_stored == 8 and stored.dtype.kind == "u":
         img = stored.astype(np.uint8)
+    elif header.bits_stored < 8 and stored.dtype.kind == "u":  # 0..2^b-1 spread onto 0..255, as a viewer shows it
+        top = (1 << header.bits_stored) - 1
+        img = np.round(np.minimum(stored, top).astype(np.float64) * (255.0 / top)).astype(np.uint8)
     else:
         try:
             img = to_gray_uint8(stored)

@@ -329,3 +329,11 @@ def test_a_truncated_meta_less_dicom_is_caught_before_decoding(tmp_path):
 
     with pytest.raises(DicomError, match=r"raw\.dcm' is truncated"):
         open_frames(path)
+
+
+def test_a_frame_of_fewer_than_8_bits_is_spread_onto_0_255(tmp_path):
+    """BitsStored 6 holds 0..63: it reached the model as it was, a frame at a quarter of its brightness."""
+    frames = _cine(np.uint8, 6)
+    (f,) = read_input(write_xa_dicom(tmp_path / "b6.dcm", frames[:1], bits_stored=6))
+    np.testing.assert_array_equal(f.image, np.round(frames[0] * (255 / 63)).astype(np.uint8))
+    assert f.image.max() == 255
