@@ -42,12 +42,19 @@ class MaskItem:
 # Files
 
 
+LOSSY_SUFFIXES = (".jpg", ".jpeg")  # JPEG blurs a binary mask's edges into many grey values
+
+
 def read_mask_file(path: PathLike) -> np.ndarray:
     """A binary mask image (PNG or any PIL format) or ``.npy`` -> ``(H, W)`` bool.
 
-    Two values only (0 and one foreground value, any channel count with equal channels); anything
-    else is refused with a message naming the file."""
+    Two values only (0 and one foreground value, any channel count with equal channels; a constant
+    colour with a varying alpha channel: the alpha); a JPEG, whose compression adds grey values, is
+    thresholded half-way between its darkest and brightest value. Anything else is refused with a
+    message naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise QCAInputError(f"mask '{path}' is a folder, not a mask file")
     if not path.is_file():
         raise QCAInputError(f"mask '{path}' does not exist (check the path)")
     try:
@@ -57,18 +64,32 @@ def read_mask_file(path: PathLike) -> np.ndarray:
             with Image.open(path) as im:
                 im.load()
                 arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise QCAInputError(f"mask '{path}' cannot be read as an image or .npy array ({e}); "
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise QCAInputError(f"mask '{path}' cannot be read as an image or .npy array ({e or type(e).__name__}); "
                             f"expected a binary PNG (0 = background)") from None
-    if arr.ndim == 3:
-        if arr.shape[2] in (2, 4):  # drop alpha
-            arr = arr[..., : arr.shape[2] - 1]
+    if arr.dtype.kind not in "biuf":
+        raise NonBinaryMaskError(f"mask '{path}' holds {arr.dtype} values; expected a binary mask of numbers "
+                                 f"(0 = background)")
+    if arr.ndim == 3 and arr.shape[0] == 1 and arr.shape[2] > 4:
+        arr = arr[0]  # a stack of one mask, (1, H, W)
+    if arr.ndim == 3 and arr.shape[2] <= 4:
+        if arr.shape[2] in (2, 4):  # grey + alpha, RGBA
+            colour, alpha = arr[..., :-1], arr[..., -1]
+            if colour.min() == colour.max() and alpha.min() != alpha.max():
+                colour = alpha[..., None]  # a constant colour painted through its alpha: the alpha is the mask
+            arr = colour
         if arr.shape[2] > 1 and not np.all(arr == arr[..., :1]):
             raise NonBinaryMaskError(f"mask '{path}' is a colour image with differing channels; expected a "
                                      f"binary (single-channel) mask")
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise QCAInputError(f"mask '{path}' has shape {arr.shape}; expected a 2-D (H, W) mask")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise NonBinaryMaskError(f"mask '{path}' holds NaN or infinite values; expected 0 for background and "
+                                 f"one foreground value")
+    if path.suffix.lower() in LOSSY_SUFFIXES and arr.size:
+        lo, hi = float(arr.min()), float(arr.max())
+        return arr > (lo + hi) / 2 if hi > lo else np.zeros(arr.shape, bool)
     values = np.unique(arr)
     if len(values) > 2 or (len(values) == 2 and values[0] != 0):
         raise NonBinaryMaskError(
@@ -105,7 +126,7 @@ def read_json(path: PathLike, what: str) -> Any:
     if not path.is_file():
         raise QCAInputError(f"{what} '{path}' does not exist (check the path)")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows tools write one) is not an error
             return json.load(f)
     except json.JSONDecodeError as e:
         raise QCAInputError(f"{what} '{path}' is not valid JSON: {e.msg} at line {e.lineno}, "
@@ -155,27 +176,58 @@ def cass_of(name: Optional[str], explicit: Any = None) -> Tuple[Optional[int], O
 
 
 def decode_segmentation(seg: Any, h: int, w: int) -> np.ndarray:
-    """A COCO segmentation (polygons, uncompressed or compressed RLE) -> ``(h, w)`` bool."""
-    if isinstance(seg, list):
-        polys = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
-        if not polys:
-            raise ValueError("no polygon with at least 3 points")
-        rle = mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in polys], h, w))
-    elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        size = [int(v) for v in seg["size"]]
-        if size != [h, w]:
-            raise ValueError(f"RLE size {size} differs from the image size [{h}, {w}] (h, w)")
-        counts = seg["counts"]
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, h, w)
-        else:
-            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    else:
-        raise ValueError(f"a segmentation must be polygons or an RLE dict, found {type(seg).__name__}")
-    m = mask_utils.decode(rle)
+    """A COCO segmentation (polygons, uncompressed or compressed RLE) -> ``(h, w)`` bool.
+
+    Checked first (``sam3_angio.evaluation.rle.to_rle``, the evaluation's checks): pycocotools trusts
+    an RLE's run lengths, and decodes one that covers too few pixels into a mask whose tail is
+    uninitialised memory; a polygon far outside the image or with NaN can exhaust memory. Raises
+    ``ValueError`` saying what is wrong."""
+    from ..evaluation.rle import to_rle
+
+    if seg is None:
+        raise ValueError("the annotation has no 'segmentation' (a box alone cannot be measured)")
+    if isinstance(seg, list) and not seg:
+        raise ValueError("the segmentation is an empty polygon list")
+    m = mask_utils.decode(to_rle(seg, h, w))  # GeometryError is a ValueError
     if m.shape != (h, w):
         raise ValueError(f"decoded mask is {m.shape}, expected ({h}, {w})")
     return m.astype(bool)
+
+
+def _rle_hw(seg: Any) -> Optional[Tuple[int, int]]:
+    """``(h, w)`` an RLE dict says it has, or None."""
+    size = seg.get("size") if isinstance(seg, dict) else None
+    if (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        return int(size[0]), int(size[1])
+    return None
+
+
+def _image_hw(im: dict) -> Optional[Tuple[int, int]]:
+    """An image record's ``(height, width)`` as positive integers, or None when absent or unusable."""
+    try:
+        h, w = float(im["height"]), float(im["width"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(h) and math.isfinite(w) and h.is_integer() and w.is_integer() and h > 0 and w > 0):
+        return None
+    return int(h), int(w)
+
+
+def _mask_size(seg: Any, im: Optional[dict], image_name: str) -> Tuple[int, int]:
+    """The size to decode ``seg`` at: its image record's, else (RLE) its own; raises ``ValueError``."""
+    hw = _image_hw(im) if im else None
+    if hw is not None:
+        return hw
+    own = _rle_hw(seg)
+    if own is not None:
+        return own
+    if isinstance(seg, dict):
+        raise ValueError(f"RLE 'size' must be [h, w] positive integers, found {seg.get('size')!r}")
+    if im:
+        raise ValueError(f"{image_name} has no usable height/width ({im.get('height')!r} x {im.get('width')!r}); "
+                         f"polygons need the image size")
+    raise ValueError("polygons need the image size: give --image-info with the images")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,13 +235,17 @@ def decode_segmentation(seg: Any, h: int, w: int) -> np.ndarray:
 
 
 def _images_by_id(data: Dict[str, Any], path: Path) -> Dict[Any, dict]:
+    """Image records by id; each needs an ``id`` (an integer or a string). A record without a usable
+    ``height``/``width`` is kept: an RLE carries its own size, a polygon annotation on it is skipped."""
     imgs = data.get("images")
     if not isinstance(imgs, list):
         raise QCAInputError(f"COCO file '{path}' has no 'images' list")
     out = {}
     for i, im in enumerate(imgs):
-        if not isinstance(im, dict) or "id" not in im or "height" not in im or "width" not in im:
-            raise QCAInputError(f"COCO file '{path}': images[{i}] needs 'id', 'height' and 'width'")
+        if not isinstance(im, dict) or "id" not in im:
+            raise QCAInputError(f"COCO file '{path}': images[{i}] needs an 'id' (and 'height', 'width')")
+        if not isinstance(im["id"], (int, str)) or isinstance(im["id"], bool):
+            raise QCAInputError(f"COCO file '{path}': images[{i}] has id {im['id']!r}; expected an integer")
         out[im["id"]] = im
     return out
 
@@ -209,7 +265,7 @@ def iter_coco(path: PathLike, images_dir: Optional[PathLike] = None,
     for i, ann in enumerate(data["annotations"]):
         aid = ann.get("id", i) if isinstance(ann, dict) else i
         src = f"{path.name}#annotation={aid}"
-        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)) or ann["image_id"] not in images:
             yield MaskItem(source=src, error="annotation without a known image_id")
             continue
         im = images[ann["image_id"]]
@@ -223,7 +279,8 @@ def iter_coco(path: PathLike, images_dir: Optional[PathLike] = None,
         try:
             sp = spacing_of(im, f"COCO file '{path}', image {im['id']}")
             item.mm_per_pixel = sp if sp is not None else mm_per_pixel
-            item.mask = decode_segmentation(ann.get("segmentation"), int(im["height"]), int(im["width"]))
+            seg = ann.get("segmentation")
+            item.mask = decode_segmentation(seg, *_mask_size(seg, im, f"image {im['id']}"))
         except QCAInputError:
             raise
         except Exception as e:  # one unreadable annotation does not stop the others
@@ -267,9 +324,13 @@ def iter_predictions(path: PathLike, image_info: Optional[PathLike] = None, imag
             yield MaskItem(source=src, error="record without a 'segmentation'")
             continue
         score = rec.get("score")
-        if score is not None and isinstance(score, (int, float)) and score < min_score:
+        if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)
+                                  or not math.isfinite(score)):
+            yield MaskItem(source=src, error=f"score {score!r} is not a finite number")
             continue
-        im = images.get(rec.get("image_id"), {})
+        if score is not None and score < min_score:
+            continue
+        im = images.get(rec.get("image_id"), {}) if isinstance(rec.get("image_id"), (int, str)) else {}
         cat_name = rec.get("cass_name") or cats.get(rec.get("category_id"))
         cid, cname = cass_of(cat_name, rec.get("cass_segment"))
         frame = rec.get("file_name") or im.get("file_name")
@@ -284,13 +345,7 @@ def iter_predictions(path: PathLike, image_info: Optional[PathLike] = None, imag
             if spacing is None and im:
                 spacing = spacing_of(im, f"image {im.get('id')}")
             item.mm_per_pixel = spacing if spacing is not None else mm_per_pixel
-            if isinstance(seg, dict) and "size" in seg:
-                h, w = (int(v) for v in seg["size"])
-            elif im:
-                h, w = int(im["height"]), int(im["width"])
-            else:
-                raise ValueError("polygons need the image size: give --image-info with the images")
-            item.mask = decode_segmentation(seg, h, w)
+            item.mask = decode_segmentation(seg, *_mask_size(seg, im, f"image {im.get('id')}"))
         except QCAInputError:
             raise
         except Exception as e:

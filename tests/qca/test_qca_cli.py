@@ -146,3 +146,88 @@ def test_the_csv_says_which_lesions_run_into_a_mask_end(tmp_path):
     with open(tmp_path / "q" / "qca.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["open_end"] for r in rows] == ["", "end"]
+
+
+def _pct(out: Path) -> float:
+    (seg,) = json.loads((out / "qca.json").read_text())["segments"]
+    return seg["percent_diameter_stenosis"]
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "alpha_only_rgba", "stack_of_one_npy"])
+def test_mask_files_as_other_tools_save_them_measure_like_the_png(tmp_path, masks, kind):
+    """A JPEG (compression noise: many grey values), a constant colour painted through the alpha channel,
+    a (1, H, W) .npy: the same vessel as the binary PNG, so the same numbers."""
+    m = masks[0]
+    assert main(["--mask", str(save_png(tmp_path / "seg.png", m)), "--out", str(tmp_path / "png"),
+                 "--no-figures"]) == 0
+    if kind == "jpeg":
+        path = tmp_path / "seg.jpg"
+        Image.fromarray(m.astype(np.uint8) * 255).save(path, quality=75)
+        assert len(np.unique(np.asarray(Image.open(path)))) > 2
+    elif kind == "alpha_only_rgba":
+        path = tmp_path / "seg_rgba.png"
+        rgba = np.full(m.shape + (4,), 255, np.uint8)
+        rgba[..., 3] = m * 255
+        Image.fromarray(rgba).save(path)
+    else:
+        path = tmp_path / "seg.npy"
+        np.save(path, m[None].astype(np.uint8))
+    assert main(["--mask", str(path), "--out", str(tmp_path / "other"), "--no-figures"]) == 0
+    assert _pct(tmp_path / "other") == pytest.approx(_pct(tmp_path / "png"), abs=1.0)
+
+
+@pytest.mark.parametrize("case, found", [
+    ("empty_npy", "cannot be read"), ("nan_npy", "NaN"), ("text_npy", "holds <U"),
+    ("inverted", "is it inverted"), ("folder", "is a folder"),
+])
+def test_unusable_mask_files_are_one_error_line_not_a_traceback(tmp_path, masks, capsys, case, found):
+    m = masks[0]
+    path = tmp_path / "bad.npy"
+    if case == "empty_npy":
+        path.write_bytes(b"")
+    elif case == "nan_npy":
+        np.save(path, np.where(m, np.nan, 0.0))  # NaN != 0 was taken for vessel
+    elif case == "text_npy":
+        np.save(path, np.array([["a", "b"], ["c", "d"]]))
+    elif case == "inverted":
+        path = save_png(tmp_path / "bad.png", ~m)  # was measured: a 'vessel' as wide as the frame
+    else:
+        path = tmp_path / "bad"
+        path.mkdir()
+    assert main(["--mask", str(path), "--out", str(tmp_path / "out"), "--no-figures"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and path.name in err[0] and found in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predictions_with_a_broken_rle_or_a_bad_score_are_skipped_and_qca_json_stays_json(tmp_path, masks):
+    """An RLE whose runs cover too few pixels decoded (pycocotools) into a mask of uninitialised memory,
+    and a NaN score was kept and written as NaN (not JSON): both are skipped, with the reason."""
+    pred = write_predictions(tmp_path / "p.json", [masks[0]] * 4, scores=[0.9] * 4)
+    recs = json.loads(pred.read_text())
+    recs[1]["segmentation"] = {"size": list(masks[0].shape), "counts": [5, 10]}
+    recs[2]["score"] = float("nan")
+    recs[3]["score"] = "0.9"
+    pred.write_text(json.dumps(recs))
+    out = tmp_path / "out"
+    assert main(["--predictions", str(pred), "--out", str(out), "--no-figures"]) == 0
+    data = json.loads((out / "qca.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in qca.json"))
+    assert len(data["segments"]) == 1
+    why = {s["source"]: s["error"] for s in data["skipped"]}
+    assert "RLE runs cover 15 pixels" in why["p.json#1"]
+    assert why["p.json#2"] == "score nan is not a finite number" and "not a finite number" in why["p.json#3"]
+
+
+def test_coco_file_with_a_bom_and_an_image_without_its_size(tmp_path, masks):
+    """A BOM (Windows tools) is read; an image record without height/width still measures its RLE
+    annotations (the RLE has the size) and skips a polygon one with the reason."""
+    ann = write_coco(tmp_path / "a.json", [masks[0]])
+    data = json.loads(ann.read_text())
+    del data["images"][0]["height"], data["images"][0]["width"]
+    data["annotations"].append({"id": 2, "image_id": 1, "category_id": 13, "segmentation": [[10, 10, 20, 10, 20, 20]]})
+    ann.write_bytes(json.dumps(data).encode("utf-8-sig"))
+    out = tmp_path / "out"
+    assert main(["--coco", str(ann), "--out", str(out), "--no-figures"]) == 0
+    res = json.loads((out / "qca.json").read_text())
+    assert len(res["segments"]) == 1 and res["segments"][0]["percent_diameter_stenosis"] == pytest.approx(60, abs=3)
+    assert "no usable height/width" in res["skipped"][0]["error"]
