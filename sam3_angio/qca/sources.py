@@ -265,7 +265,8 @@ def iter_coco(path: PathLike, images_dir: Optional[PathLike] = None,
     for i, ann in enumerate(data["annotations"]):
         aid = ann.get("id", i) if isinstance(ann, dict) else i
         src = f"{path.name}#annotation={aid}"
-        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)) or ann["image_id"] not in images:
+        known = isinstance(ann, dict) and isinstance(ann.get("image_id"), (int, str)) and ann["image_id"] in images
+        if not known:
             yield MaskItem(source=src, error="annotation without a known image_id")
             continue
         im = images[ann["image_id"]]
