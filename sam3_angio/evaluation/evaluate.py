@@ -60,7 +60,12 @@ def evaluate_predictions(
     warnings = list(preds.warnings)
     empty = not preds.records
     evaluated = []
+    if gt.n_annotations == 0:
+        warnings.append("the ground truth holds no annotations: there is nothing to find, so AP, AR and the "
+                        "pixel metrics are undefined (null); every prediction is a false positive")
     for t in iou_types:
+        if gt.n_annotations == 0:
+            continue
         if t == "segm" and not gt.has_segm:
             warnings.append("the ground truth has annotations without 'segmentation': segm metrics not computed (null)")
         elif not empty and not preds.has(t):

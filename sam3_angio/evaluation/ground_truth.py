@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Union
@@ -28,7 +29,7 @@ def read_json(path: Union[str, "os.PathLike[str]"], what: str) -> Any:
     if not os.path.isfile(path):
         raise EvaluationInputError(f"{what} file {path!r} does not exist (check the path)")
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, "r", encoding="utf-8-sig") as f:  # -sig: a BOM (Windows tools) is no error
             return json.load(f)
     except json.JSONDecodeError as e:
         raise EvaluationInputError(
@@ -36,6 +37,24 @@ def read_json(path: Union[str, "os.PathLike[str]"], what: str) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise EvaluationInputError(f"{what} file {path!r} is not UTF-8 text (is it a JSON file?)") from None
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_id(v: Any, what: str, seen: set) -> None:
+    """An id COCOeval can use: an integer or a string, the same type as the ids before it (COCOeval
+    sorts them)."""
+    if not _hashable(v):
+        raise EvaluationInputError(f"{what} {v!r}; expected an integer")
+    if seen and type(v) is not type(next(iter(seen))):
+        raise EvaluationInputError(f"{what} {v!r} ({type(v).__name__}) but earlier ids are "
+                                   f"{type(next(iter(seen))).__name__}s; use one type (integers)")
 
 
 def metric_name(name: str) -> str:
@@ -106,7 +125,18 @@ class GroundTruth:
         for i, im in enumerate(data["images"]):
             for k in ("id", "height", "width"):
                 if k not in im:
-                    raise EvaluationInputError(f"{where}: images[{i}] has no {k!r} (a COCO image needs id, height, width)")
+                    raise EvaluationInputError(
+                        f"{where}: images[{i}] has no {k!r} (a COCO image needs id, height, width)")
+            _check_id(im["id"], f"{where}: images[{i}] has id", ids)
+            for k in ("height", "width"):
+                v = im[k]
+                try:
+                    ok = float(v).is_integer() and int(float(v)) > 0
+                except (TypeError, ValueError, OverflowError):
+                    ok = False
+                if not ok or isinstance(v, bool):
+                    raise EvaluationInputError(f"{where}: images[{i}] (id {im['id']!r}) has {k} {v!r}; expected a "
+                                               f"positive number of pixels")
             if im["id"] in ids:
                 raise EvaluationInputError(f"{where}: image id {im['id']!r} appears twice in 'images'")
             ids.add(im["id"])
@@ -114,26 +144,54 @@ class GroundTruth:
         for i, c in enumerate(data["categories"]):
             if "id" not in c:
                 raise EvaluationInputError(f"{where}: categories[{i}] has no 'id'")
+            _check_id(c["id"], f"{where}: categories[{i}] has id", cats)
             if c["id"] in cats:
                 raise EvaluationInputError(f"{where}: category id {c['id']!r} appears twice in 'categories'")
             cats.add(c["id"])
+        ann_ids = set()
         for i, a in enumerate(data["annotations"]):
             for k in ("image_id", "category_id", "bbox"):
                 if k not in a:
                     raise EvaluationInputError(f"{where}: annotations[{i}] has no {k!r}")
-            if a["image_id"] not in ids:
+            if not _hashable(a["image_id"]) or a["image_id"] not in ids:
                 raise EvaluationInputError(
                     f"{where}: annotations[{i}] refers to image_id {a['image_id']!r}, which is not in 'images'"
                 )
-            if a["category_id"] not in cats:
+            if not _hashable(a["category_id"]) or a["category_id"] not in cats:
                 raise EvaluationInputError(
                     f"{where}: annotations[{i}] has category_id {a['category_id']!r}, which is not in 'categories'"
                 )
             if "id" not in a:
                 raise EvaluationInputError(f"{where}: annotations[{i}] has no 'id' (COCOeval needs annotation ids)")
-            a.setdefault("iscrowd", 0)
-            if "area" not in a:
-                a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
+            _check_id(a["id"], f"{where}: annotations[{i}] has id", ann_ids)
+            if a["id"] in ann_ids:
+                # pycocotools indexes annotations by id: the second would replace the first, which then
+                # counts twice while the other is never matched (AP < 1 for the ground truth itself)
+                raise EvaluationInputError(
+                    f"{where}: annotation id {a['id']!r} appears twice in 'annotations' (annotations[{i}]); "
+                    f"COCO annotation ids must be unique - renumber them"
+                )
+            ann_ids.add(a["id"])
+            b = a["bbox"]
+            if not (isinstance(b, (list, tuple)) and len(b) == 4 and all(_finite(v) for v in b)
+                    and b[2] >= 0 and b[3] >= 0):
+                raise EvaluationInputError(
+                    f"{where}: annotations[{i}] (id {a['id']!r}) has bbox {b!r}; expected [x, y, width, height], "
+                    f"4 finite numbers with width, height >= 0"
+                )
+            if a.get("iscrowd") is None:
+                a["iscrowd"] = 0
+            elif a["iscrowd"] not in (0, 1) or isinstance(a["iscrowd"], float) and not a["iscrowd"].is_integer():
+                raise EvaluationInputError(
+                    f"{where}: annotations[{i}] (id {a['id']!r}) has iscrowd {a['iscrowd']!r}; expected 0 or 1"
+                )
+            if a.get("area") is None:
+                a["area"] = float(b[2]) * float(b[3])
+            elif not _finite(a["area"]) or a["area"] < 0:
+                raise EvaluationInputError(
+                    f"{where}: annotations[{i}] (id {a['id']!r}) has area {a['area']!r}; expected a number >= 0 "
+                    f"(or leave it out: the box area is used)"
+                )
 
     def _unique_keys(self) -> Dict[int, str]:
         keys: Dict[int, str] = {}

@@ -222,3 +222,48 @@ def test_eval_tool_stops_on_a_huge_ground_truth_polygon_naming_the_annotation(gt
     lines = p.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and f"annotation id {ann['id']}" in lines[-1]
     assert "more than one image size outside" in lines[-1] and "Traceback" not in p.stderr
+
+
+def test_duplicate_ground_truth_annotation_ids_are_an_error_not_a_lower_ap(gt, good):
+    """pycocotools indexes annotations by id: with two annotations sharing an id, one counted twice and
+    the other never - the ground truth scored against itself got AP 0.92 instead of an error."""
+    dup = json.loads(json.dumps(gt))
+    dup["annotations"][1]["id"] = dup["annotations"][0]["id"]
+    with pytest.raises(EvaluationInputError, match=r"annotation id .* appears twice in 'annotations' "
+                                                   r"\(annotations\[1\]\).*renumber"):
+        evaluate_files(dup, good)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["images"][0].update(height=None), r"images\[0\] \(id .*\) has height None; expected a positive"),
+    (lambda d: d["images"][0].update(id=[1]), r"images\[0\] has id \[1\]; expected an integer"),
+    (lambda d: d["categories"][0].update(id=None), r"categories\[0\] has id None"),
+    (lambda d: d["annotations"][0].update(bbox=None), r"annotations\[0\] \(id .*\) has bbox None; expected \[x, y"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2]), r"has bbox \[1, 2\]"),
+    (lambda d: d["annotations"][0].update(area="big"), r"has area 'big'; expected a number"),
+    (lambda d: d["images"][0].update(id="a"), r"images\[1\] has id 2 \(int\) but earlier ids are strs"),
+])
+def test_malformed_ground_truth_records_are_named_not_a_traceback(gt, good, edit, message):
+    bad = json.loads(json.dumps(gt))
+    edit(bad)
+    if bad["images"][0]["id"] == "a":  # keep the annotations pointing at it
+        for a in bad["annotations"]:
+            if a["image_id"] == gt["images"][0]["id"]:
+                a["image_id"] = "a"
+    with pytest.raises(EvaluationInputError, match=message):
+        evaluate_files(bad, good)
+
+
+def test_ground_truth_and_predictions_with_a_bom_are_read(gt, good, tmp_path):
+    g, p = tmp_path / "gt.json", tmp_path / "pred.json"
+    g.write_bytes(json.dumps(gt).encode("utf-8-sig"))
+    p.write_bytes(json.dumps(good).encode("utf-8-sig"))
+    assert evaluate_files(str(g), str(p))["segm.AP"] == pytest.approx(1.0)
+
+
+def test_ground_truth_without_annotations_says_so(gt, good):
+    empty = dict(json.loads(json.dumps(gt)), annotations=[])
+    m = evaluate_files(empty, good)
+    assert m["bbox.AP"] is None and m["segm.AP"] is None
+    assert any("holds no annotations" in w for w in m["warnings"])
+    assert not any("without 'segmentation'" in w for w in m["warnings"])
