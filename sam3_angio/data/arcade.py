@@ -91,6 +91,50 @@ def _link_images(imgs: List[dict], images_dir: Path, img_dir: Path):
     return out_imgs, how
 
 
+def _check_structure(src, coco_json: Path):
+    """``(categories, images, annotations)`` of a loaded COCO file, each record checked for what the
+    import reads; raises :class:`ArcadeImportError` naming the record."""
+    where = f"'{coco_json}'"
+    if not isinstance(src, dict):
+        raise ArcadeImportError(f"{where} is not a COCO annotation file (a JSON {type(src).__name__}, expected an "
+                                f"object with 'images', 'annotations', 'categories')")
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(src.get(k), list)]
+    if missing:
+        raise ArcadeImportError(f"{where} is not a COCO annotation file (no {' / '.join(repr(k) for k in missing)} "
+                                f"list)")
+    for key, need in (("categories", ("id", "name")), ("images", ("id", "file_name", "height", "width")),
+                      ("annotations", ("image_id", "category_id"))):
+        for i, rec in enumerate(src[key]):
+            if not isinstance(rec, dict):
+                raise ArcadeImportError(f"{where}: {key}[{i}] is a {type(rec).__name__}, expected an object")
+            lacks = [k for k in need if rec.get(k) is None]
+            if lacks:
+                raise ArcadeImportError(f"{where}: {key}[{i}] has no {', '.join(repr(k) for k in lacks)}")
+            for k in ("id", "image_id", "category_id"):
+                if k in need and (not isinstance(rec[k], (int, str)) or isinstance(rec[k], bool)):
+                    raise ArcadeImportError(f"{where}: {key}[{i}] has {k} {rec[k]!r}; expected an integer")
+    seen_ids: Dict[object, int] = {}
+    seen_names: Dict[str, int] = {}
+    for i, im in enumerate(src["images"]):
+        try:
+            ok = all(float(im[k]).is_integer() and float(im[k]) > 0 for k in ("height", "width"))
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise ArcadeImportError(f"{where}: images[{i}] has height x width {im['height']!r} x {im['width']!r}; "
+                                    f"expected positive integers")
+        if im["id"] in seen_ids:
+            raise ArcadeImportError(f"{where}: image id {im['id']!r} appears twice (images[{seen_ids[im['id']]}] "
+                                    f"and images[{i}])")
+        seen_ids[im["id"]] = i
+        name = Path(str(im["file_name"])).name
+        if name in seen_names:  # images/ is flat: the second would replace the first
+            raise ArcadeImportError(f"{where}: images[{seen_names[name]}] and images[{i}] have the same file name "
+                                    f"'{name}'; each image needs its own file")
+        seen_names[name] = i
+    return src["categories"], src["images"], src["annotations"]
+
+
 def syntax_mapping(categories: List[dict], class_ids: Sequence[int]) -> "OrderedDict[int, dict]":
     """ARCADE category id -> ``{"syntax": name, "cass_id": int|None, "kept": bool, "reason": str}``."""
     out: "OrderedDict[int, dict]" = OrderedDict()
@@ -136,11 +180,13 @@ def import_arcade(
     if not images_dir.is_dir():
         raise ArcadeImportError(f"ARCADE image folder '{images_dir}' does not exist")
     try:
-        with open(coco_json, encoding="utf-8") as f:
+        with open(coco_json, encoding="utf-8-sig") as f:  # -sig: a BOM is no error
             src = json.load(f)
-        cats, imgs, anns = src["categories"], src["images"], src["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except json.JSONDecodeError as e:
         raise ArcadeImportError(f"'{coco_json}' is not a COCO annotation file ({e})") from None
+    except UnicodeDecodeError:
+        raise ArcadeImportError(f"'{coco_json}' is not a COCO annotation file (not UTF-8 text)") from None
+    cats, imgs, anns = _check_structure(src, coco_json)
 
     ids = _class_ids(class_ids)
     if task == "cass":

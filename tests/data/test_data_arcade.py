@@ -123,3 +123,38 @@ def test_splits_import_one_after_the_other_into_one_root(tmp_path):
     assert (root / "train" / "annotations.json").is_file() and (root / "val" / "annotations.json").is_file()
     with pytest.raises(OutputExistsError, match="--overwrite"):
         import_arcade(SYNTAX / "annotations.json", SYNTAX / "images", root, "cass", split="val", progress=False)
+
+
+def _small_arcade(tmp_path, edit=None, bom=False):
+    src = json.loads((SYNTAX / "annotations.json").read_text())
+    src["images"] = src["images"][:3]
+    ids = {im["id"] for im in src["images"]}
+    src["annotations"] = [a for a in src["annotations"] if a["image_id"] in ids]
+    if edit is not None:
+        edit(src)
+    path = tmp_path / "annotations.json"
+    path.write_bytes(json.dumps(src).encode("utf-8-sig" if bom else "utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["images"][0].pop("width"), r"images\[0\] has no 'width'"),
+    (lambda d: d["images"].append(dict(d["images"][0])), r"image id 1 appears twice \(images\[0\] and images\[3\]\)"),
+    (lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]),
+     r"images\[0\] and images\[1\] have the same file name"),
+    (lambda d: d["annotations"][0].pop("category_id"), r"annotations\[0\] has no 'category_id'"),
+    (lambda d: d["annotations"].__setitem__(0, None), r"annotations\[0\] is a NoneType, expected an object"),
+    (lambda d: d["categories"][0].pop("name"), r"categories\[0\] has no 'name'"),
+    (lambda d: d["images"][0].update(id=[1]), r"images\[0\] has id \[1\]; expected an integer"),
+])
+def test_a_malformed_record_is_named_not_a_traceback(tmp_path, edit, message):
+    """These were KeyError / TypeError / shutil.SameFileError tracebacks (a duplicate image record
+    linked its file onto itself), some after the output folder had been started."""
+    with pytest.raises(ArcadeImportError, match=message):
+        import_arcade(_small_arcade(tmp_path, edit), SYNTAX / "images", tmp_path / "o", "cass", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_annotation_file_with_a_bom_imports(tmp_path):
+    res = import_arcade(_small_arcade(tmp_path, bom=True), SYNTAX / "images", tmp_path / "o", "cass", progress=False)
+    assert res["n_images"] == 3 and res["n_annotations"] > 0
