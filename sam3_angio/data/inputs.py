@@ -342,7 +342,9 @@ def _iter_csv(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angles]
     groups: Dict[Tuple[Path, int], dict] = {}
     for row, line, cells in rows:
         r, probs = parse_row(cells, row, line, base)
-        probs = [p for p in probs if p.column in _CSV_COLUMNS]
+        # a row's own columns inference reads, and a whole-row problem (column "": a cell too many or too
+        # few shifts every column after it, so none of its cells can be trusted)
+        probs = [p for p in probs if p.column in _CSV_COLUMNS or p.column == ""]
         if probs:
             problems.extend(probs)
             continue

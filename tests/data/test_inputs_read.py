@@ -148,6 +148,16 @@ def test_study_csv_bad_row_and_frame_spec_are_one_line_errors(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_study_csv_row_with_a_cell_too_many_is_refused_not_read_shifted(tmp_path):
+    csv_path = write_handmade(tmp_path / "study")
+    lines = csv_path.read_text().splitlines()
+    lines[2] += ",stray"  # row 2: an unquoted comma somewhere shifts every cell after it
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"row 2 \(line 3\).*cells but the header has") as e:
+        read_input(csv_path)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("text", ["200,0", "0,91", "nan,0", "30", "a,b"])
 def test_command_line_angles_are_checked(text):
     with pytest.raises(InputError, match=r"--angles"):
