@@ -22,7 +22,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from sam3_angio.model.checkpoint import CheckpointError, strip_prefixes
+from sam3_angio.model.checkpoint import CheckpointError, load_torch_file, strip_prefixes
 from sam3_angio.model.lora import LORA_KEY, canonical_key, has_lora
 
 OWN_HEADS = ("view_encoder.", "film.", "cass_head.")
@@ -97,12 +97,10 @@ def read_adapter_info(path: str) -> Dict[str, Any]:
 
 
 def _read(path: str) -> Mapping[str, Any]:
-    if not os.path.isfile(path):
-        raise CheckpointError(f"adapter file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read adapter {path}: {type(e).__name__}: {e}") from None
+    obj = load_torch_file(path, "adapter file")
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and "adapter" not in obj:
+        raise CheckpointError(f"{path} is a full checkpoint, not an adapter file: pass the adapter.pt its LoRA run "
+                              f"wrote beside it (or give the checkpoint itself as --checkpoint)")
     if not isinstance(obj, Mapping) or not isinstance(obj.get("adapter"), Mapping):
         raise CheckpointError(f"{path} is not an adapter file (no 'adapter' tensors): pass the adapter.pt a LoRA "
                               f"run wrote")

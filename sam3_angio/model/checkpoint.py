@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -61,25 +63,97 @@ class LoadReport:
         return "\n".join(lines)
 
 
+_KNOWN_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF"),
+                (b"\x93NUMPY", "a NumPy .npy array"), (b"\x1f\x8b", "a gzip archive"))
+_ZIP, _PICKLE = b"PK\x03\x04", b"\x80"
+
+
+def _not_torch(head: bytes) -> str:
+    """What a file that is not a torch.save file looks like, from its first bytes."""
+    for magic, what in _KNOWN_MAGIC:
+        if head.startswith(magic):
+            return what
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "a DICOM file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a torch.save file"
+    return "a text file" + (" (YAML/JSON?)" if text.lstrip()[:1] in ("{", "[") or ":" in text[:200] else "")
+
+
+def _unusable(what: str, path: str, reason: str, message: str = "") -> "CheckpointError":
+    """``CheckpointError('<what> <path> <reason>')``; ``.reason`` keeps the part after the path."""
+    err = CheckpointError(message or f"{what} {path} {reason}")
+    err.reason = reason
+    return err
+
+
+def load_torch_file(path: str, what: str = "checkpoint", mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors a person can act on: a folder, an
+    empty, truncated or non-torch file (an image, a text file), or a pickle holding Python objects other
+    than tensors (refused: a checkpoint is untrusted input, unpickling arbitrary objects can run code).
+    ``mmap``: memory-mapped (reading a large checkpoint's keys costs little); a legacy (non-zip) file is
+    read whole."""
+    if os.path.isdir(path):
+        inside = [n for n in ("checkpoint.pt", "checkpoints/checkpoint.pt", "adapter.pt", "checkpoints/adapter.pt")
+                  if os.path.isfile(os.path.join(path, n))]
+        hint = f": pass {os.path.join(path, inside[0])}" if inside else ": pass the .pt file"
+        raise _unusable(what, path, f"is a folder, not a file{hint}")
+    if not os.path.isfile(path):
+        raise _unusable(what, path, "does not exist", f"{what} not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(160)
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise _unusable(what, path, f"cannot be read ({e.strerror or e})") from None
+    if size == 0:
+        raise _unusable(what, path, "is empty (0 bytes): an interrupted copy or save? Copy it again")
+    if not head.startswith((_ZIP, _PICKLE)):
+        raise _unusable(what, path, f"is not a torch checkpoint: it is {_not_torch(head)}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and head.startswith(_ZIP))
+    except Exception as e:  # pickle errors, truncated files, non-tensor payloads
+        raise _unusable(what, path, _load_failure(e)) from None
+
+
+def _load_failure(e: Exception) -> str:
+    text = str(e)
+    glob = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global '?([\w.]+)", text)
+    if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in text:
+        found = f" ({glob.group(1)})" if glob else ""
+        return (f"holds Python objects other than tensors{found} and is refused: checkpoints are read with "
+                f"torch.load(weights_only=True), since unpickling arbitrary objects can run code. Re-save it "
+                f"as a dict of tensors (torch.save(model.state_dict(), path)) where you trust its source")
+    if "central directory" in text or "zip archive" in text or isinstance(e, (EOFError, RuntimeError)):
+        first = (text.splitlines() or [""])[0].split(". This is an internal")[0][:120]
+        return f"is truncated or damaged ({type(e).__name__}: {first}): copy or save it again"
+    return f"cannot be read ({type(e).__name__}: {(text.splitlines() or [''])[0][:160]})"
+
+
 def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
     """``(tensors, run info)`` from a checkpoint file: ``sam3.pt``, a SAM3 trainer ``checkpoint.pt``
     (``model`` key; our trainer adds ``angio``: task, classes, model) or a bare state dict. Loaded with
     ``weights_only=True``: a checkpoint is untrusted input."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, non-tensor payloads
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(e).__name__}: {e}. It must be a torch.save'd "
-            f"state dict (or a SAM3 trainer checkpoint) loadable with weights_only=True"
-        ) from None
+    obj = load_torch_file(path)
     meta = dict(obj.get("angio") or {}) if isinstance(obj, Mapping) and isinstance(obj.get("angio"), Mapping) else {}
+    if isinstance(obj, Mapping) and isinstance(obj.get("adapter"), Mapping) and "model" not in obj:
+        raise CheckpointError(
+            f"{path} is an adapter file (LoRA matrices and heads only), not a full checkpoint: pass the "
+            f"checkpoint.pt beside it, or the base as --checkpoint and its folder with --adapters")
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {path} holds no tensors (found {type(obj).__name__})")
     return OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor)), meta
+
+
+def non_finite(sd: Mapping[str, torch.Tensor]) -> List[str]:
+    """Keys of the floating-point tensors of ``sd`` holding NaN or inf."""
+    return [k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -155,14 +229,22 @@ def load_into(
     report.loaded = list(to_load)
     strict = tuple(strict_shapes_under)
     bad = [m for m in report.mismatched if m[0].startswith(strict)]
+    if bad or not to_load:  # one line for the user (the CLI error contract); the load report to the log
+        log.info(report.summary())
+    counts = (f"loaded {len(report.loaded)}, missing {len(report.missing)}, unexpected {len(report.unexpected)}, "
+              f"shape mismatches {len(report.mismatched)}")
     if bad:
         raise CheckpointError(
-            report.summary()
-            + f"\ncheckpoint {source} does not fit this model: {len(bad)} backbone tensors have other "
-            f"shapes (first: {bad[0][0]} model {bad[0][1]} vs checkpoint {bad[0][2]}). Is it from a "
+            f"checkpoint {source} does not fit this model: {len(bad)} backbone tensors have other "
+            f"shapes (first: {bad[0][0]} model {bad[0][1]} vs checkpoint {bad[0][2]}; {counts}). Is it from a "
             f"different model size (sam3 vs sam3_tiny, or another image size)?"
         )
     if not to_load:
-        raise CheckpointError(report.summary() + "\n" + _no_match(source, sd, f"first model keys: {list(own)[:3]}"))
+        raise CheckpointError(_no_match(source, sd, f"first model keys: {list(own)[:3]}") + f" ({counts})")
+    bad_values = non_finite(to_load)
+    if bad_values:  # NaN weights train as NaN losses (the matcher fails) and predict nothing, quietly
+        raise CheckpointError(
+            f"checkpoint {source} holds NaN or inf values in {len(bad_values)} of its {len(to_load)} tensors "
+            f"(first: {bad_values[0]}): it is damaged or from a run that diverged; use an earlier checkpoint")
     module.load_state_dict(to_load, strict=False)
     return report

@@ -100,7 +100,7 @@ def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path):
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="bad.pt is not a torch checkpoint: it is a text file"):
         read_state_dict(str(bad))
 
 
