@@ -55,7 +55,7 @@ def arcade_vessel_coco(src: str, out_root: str, n_val: int = 40) -> str:
     category, "coronary artery"); the first images train, the last ``n_val`` validate. Images linked."""
     from pycocotools import mask as mask_util
 
-    from sam3_angio.evaluation.rle import polygons_to_rle, union
+    from sam3_angio.data.rle import polygons_to_rle, union
 
     with open(os.path.join(src, "annotations.json")) as f:
         coco = json.load(f)
@@ -91,7 +91,7 @@ def load_frames(split_dir: str, limit: int = 0):
     from PIL import Image
 
     from sam3_angio.evaluation.ground_truth import GroundTruth
-    from sam3_angio.evaluation.rle import union
+    from sam3_angio.data.rle import union
     from pycocotools import mask as mask_util
 
     gt = GroundTruth(os.path.join(split_dir, "annotations.json"))

@@ -25,7 +25,7 @@ import pycocotools.mask as mask_utils
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sam3_angio.evaluation.mask_grid import grid_for_resolution, oracle_iou, summarize  # noqa: E402
-from sam3_angio.evaluation.rle import to_rle  # noqa: E402
+from sam3_angio.data.rle import to_rle  # noqa: E402
 
 
 def _masks(coco_path: Path, limit: int):

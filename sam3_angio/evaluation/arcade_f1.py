@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .rle import RLE, f1, union
+from ..data.rle import RLE, f1, union
 
 Pairs = Sequence[Tuple[int, RLE]]
 

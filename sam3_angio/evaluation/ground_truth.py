@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Union
 from pycocotools.coco import COCO
 
 from .errors import EvaluationInputError
-from .rle import RLE, GeometryError, to_rle
+from ..data.rle import RLE, GeometryError, to_rle
 
 PathOrDict = Union[str, "os.PathLike[str]", Dict[str, Any]]
 

@@ -97,7 +97,7 @@ def plot_overlays(gt_json: str, images_dir: str, predictions: Sequence[Mapping],
     from PIL import Image
 
     from .ground_truth import GroundTruth
-    from .rle import dice_iou, to_rle, union
+    from ..data.rle import dice_iou, to_rle, union
     from pycocotools import mask as mask_util
 
     gt = GroundTruth(gt_json)

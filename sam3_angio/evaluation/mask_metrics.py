@@ -14,7 +14,7 @@ from pycocotools import mask as mask_util
 from .arcade_f1 import arcade_f1_segmentation, arcade_f1_stenosis, dice_f1
 from .evaluator import DatasetEvaluator, Metrics
 from .ground_truth import GroundTruth
-from .rle import dice_iou, union
+from ..data.rle import dice_iou, union
 from .vesselness import cldice
 
 ARCADE_TASKS = ("segmentation", "stenosis")

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .errors import EvaluationInputError
 from .ground_truth import GroundTruth, read_json
-from .rle import GeometryError, to_rle
+from ..data.rle import GeometryError, to_rle
 
 # Record-level reasons drop the whole prediction; geometry-level reasons drop only that geometry
 # (a prediction with a good box and a broken mask still counts for bbox AP).

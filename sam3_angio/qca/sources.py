@@ -178,11 +178,11 @@ def cass_of(name: Optional[str], explicit: Any = None) -> Tuple[Optional[int], O
 def decode_segmentation(seg: Any, h: int, w: int) -> np.ndarray:
     """A COCO segmentation (polygons, uncompressed or compressed RLE) -> ``(h, w)`` bool.
 
-    Checked first (``sam3_angio.evaluation.rle.to_rle``, the evaluation's checks): pycocotools trusts
+    Checked first (``sam3_angio.data.rle.to_rle``, the checks evaluation uses): pycocotools trusts
     an RLE's run lengths, and decodes one that covers too few pixels into a mask whose tail is
     uninitialised memory; a polygon far outside the image or with NaN can exhaust memory. Raises
     ``ValueError`` saying what is wrong."""
-    from ..evaluation.rle import to_rle
+    from ..data.rle import to_rle
 
     if seg is None:
         raise ValueError("the annotation has no 'segmentation' (a box alone cannot be measured)")

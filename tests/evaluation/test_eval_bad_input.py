@@ -10,7 +10,7 @@ import pytest
 
 from sam3_angio.evaluation import EvaluationInputError, evaluate_files
 from sam3_angio.evaluation.perturb import gt_as_predictions
-from sam3_angio.evaluation.rle import GeometryError, check_rle, run_lengths
+from sam3_angio.data.rle import GeometryError, check_rle, run_lengths
 from sam3_angio.evaluation.synthetic import synthetic_coco
 
 

@@ -23,7 +23,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from ..data.polygons import PolygonError, polygons_to_rle as _polygons_to_rle
+from .polygons import PolygonError, polygons_to_rle as _polygons_to_rle
 
 RLE = Dict[str, Any]
 
