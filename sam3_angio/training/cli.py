@@ -145,32 +145,36 @@ def _main(args: argparse.Namespace) -> int:
     if args.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
-    if args.restart and not args.check:
-        from sam3_angio.training.experiment import restart
-
-        for moved in restart(cfg):
-            print(f"--restart: kept the earlier run's files as {moved}")
-    report = check_config(cfg)
+    # --restart: checked as the run it will be (the folder's checkpoint.pt moved aside), and nothing is moved
+    # before the checks pass and the folder's lock is held (a run in the folder keeps its files).
+    report = check_config(cfg, restarting=args.restart)
     if args.check:
         print(report.render())
         return 0 if report.ok else 1
-    if not report.ok:
-        raise ConfigError("the config has problems:\n" + report.render())
+    if not report.ok:  # one error: its line alone; more: one line each
+        listed = "\n".join(f"  {e}" for e in report.errors)
+        raise ConfigError(report.errors[0] if len(report.errors) == 1 else
+                          f"the config has {len(report.errors)} problems:\n{listed}")
 
     from sam3_angio.model.builders import banner
+    from sam3_angio.training.experiment import ExperimentLock
 
     print(banner(cfg.model.resolved))
     if cfg.submitit.use_cluster:
         from sam3_angio.training.cluster import submit
 
+        if args.restart:
+            with ExperimentLock(cfg.paths.experiment_dir):
+                _restart(cfg)
         save_run_config(cfg)
         submit(cfg, args)
         return 0
 
     from sam3_angio.training.data_prep import prepare_data
-    from sam3_angio.training.experiment import ExperimentLock
 
     with ExperimentLock(cfg.paths.experiment_dir):
+        if args.restart:
+            _restart(cfg)
         prepare_data(cfg)
         print(data_summary(cfg))
         save_run_config(cfg)
@@ -196,6 +200,13 @@ def _main(args: argparse.Namespace) -> int:
         if untrained is not None:
             print(showcase.summarise(cfg, untrained, phase1, metrics))
     return 0
+
+
+def _restart(cfg: DictConfig) -> None:
+    from sam3_angio.training.experiment import restart
+
+    for moved in restart(cfg):
+        print(f"--restart: kept the earlier run's files as {moved}")
 
 
 if __name__ == "__main__":

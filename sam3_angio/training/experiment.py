@@ -41,47 +41,98 @@ def resume_checkpoint(cfg: DictConfig) -> Optional[str]:
 def resumable_error(ckpt_path: str) -> Optional[str]:
     """Why ``ckpt_path`` cannot be resumed from (truncated, not a checkpoint, not a trainer's), or None.
     Memory-mapped, so reading the keys of a large checkpoint costs little."""
-    import torch
+    from sam3_angio.model.checkpoint import CheckpointError, load_torch_file
 
     try:
-        head = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        first = (str(e).splitlines() or [""])[0][:160]
-        return (f"{ckpt_path} cannot be resumed from ({type(e).__name__}: {first}); it is truncated or not a "
-                f"checkpoint: move it away, or use --restart")
-    missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss") if not isinstance(head, dict) or k not in head]
+        head = load_torch_file(ckpt_path, "checkpoint", mmap=True)
+    except CheckpointError as e:
+        return f"{ckpt_path} cannot be resumed from: it {getattr(e, 'reason', e)}; move it away, or use --restart"
+    missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss")
+               if not isinstance(head, dict) or k not in head]
     if missing:
         return (f"{ckpt_path} is not a resumable trainer checkpoint (no {', '.join(missing)}); move it away, "
                 f"or use --restart")
+    from sam3_angio.model.checkpoint import non_finite
+
+    bad = non_finite(head["model"]) if isinstance(head["model"], dict) else []
+    if bad:  # the trainer never saves such weights: a damaged file (resumed, every step would be skipped)
+        return (f"{ckpt_path} cannot be resumed from: its weights hold NaN or inf values ({len(bad)} tensors, first "
+                f"{bad[0]}); it is damaged: move it away, or use --restart")
     return None
+
+
+def _checkpoint_run_info(ckpt_path: str) -> Dict[str, Any]:
+    """The ``angio`` run info (task, model, class_ids, vessel_group) our trainer writes into a checkpoint."""
+    from sam3_angio.model.checkpoint import CheckpointError, load_torch_file
+
+    try:
+        head = load_torch_file(ckpt_path, "checkpoint", mmap=True)
+    except CheckpointError:
+        return {}  # resumable_error says why
+    info = head.get("angio") if isinstance(head, dict) else None
+    return dict(info) if isinstance(info, dict) else {}
+
+
+class _UnreadableRunConfig(Exception):
+    pass
 
 
 def resume_differences(cfg: DictConfig) -> List[str]:
     """Keys of ``data`` / ``model`` whose value differs from the run whose ``checkpoint.pt`` is in the
-    folder (read from its ``config_resolved.yaml``); empty when nothing would be resumed or all agree."""
-    if resume_checkpoint(cfg) is None:
+    folder (read from its ``config_resolved.yaml``, and from the run info the checkpoint itself records:
+    task, model, classes, vessel group - also when the folder has no ``config_resolved.yaml``); empty
+    when nothing would be resumed or all agree."""
+    ckpt = resume_checkpoint(cfg)
+    if ckpt is None:
         return []
-    saved_path = os.path.join(str(cfg.paths.experiment_dir), "config_resolved.yaml")
-    if not os.path.isfile(saved_path):
-        return []
-    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
     now = OmegaConf.to_container(cfg, resolve=True)
     keys = []
-    for section in RESUME_KEYS:
-        a, b = _flat(saved.get(section, {}), section), _flat(now.get(section, {}), section)
-        # Only the folder's run's keys: one it does not have is a setting added to the configs since it
-        # was written, and resuming applies its default, as a new run would.
-        for key in a:
-            if any(key == p or key.startswith(p + ".") for p in RESUME_IGNORED):
-                continue
-            if a.get(key) != b.get(key):
-                keys.append((key, f"{key}: {a.get(key)!r} in the folder's run, {b.get(key)!r} now"))
-    keys.sort(key=lambda kv: (RESUME_FIRST.index(kv[0]) if kv[0] in RESUME_FIRST else len(RESUME_FIRST), kv[0]))
-    return [text for _, text in keys]
+    recorded = _checkpoint_run_info(ckpt)
+    current = (now.get("trainer") or {}).get("run_info") or {}
+    for name, value in recorded.items():
+        if name in current and current[name] != value:
+            keys.append((f"checkpoint.angio.{name}",
+                         f"{name}: {value!r} in the folder's checkpoint.pt, {current[name]!r} now"))
+    saved_path = os.path.join(str(cfg.paths.experiment_dir), "config_resolved.yaml")
+    if os.path.isfile(saved_path):
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
+            if not isinstance(saved, dict):
+                raise ValueError(f"expected a mapping, found {type(saved).__name__}")
+        except Exception as e:
+            first = (str(e).splitlines() or [""])[0][:120]
+            raise _UnreadableRunConfig(f"{saved_path} (the folder's run's config) cannot be read "
+                                       f"({type(e).__name__}: {first})") from None
+        for section in RESUME_KEYS:
+            part = saved.get(section, {})
+            a, b = _flat(part if isinstance(part, dict) else {}, section), _flat(now.get(section, {}), section)
+            # Only the folder's run's keys: one it does not have is a setting added to the configs since it
+            # was written, and resuming applies its default, as a new run would.
+            for key in a:
+                if any(key == p or key.startswith(p + ".") for p in RESUME_IGNORED):
+                    continue
+                if a.get(key) != b.get(key):
+                    keys.append((key, f"{key}: {a.get(key)!r} in the folder's run, {b.get(key)!r} now"))
+    order = RESUME_FIRST + tuple(f"checkpoint.angio.{k}" for k in ("task", "model", "class_ids"))
+    keys.sort(key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+    # the same difference seen in the config and in the checkpoint is said once (the config's words)
+    found = {k for k, _ in keys}
+    return [text for key, text in keys if not any(key == f"checkpoint.angio.{name}" and cfg_key in found
+                                                  for cfg_key, name in _SAME_AS_RUN_INFO.items())]
+
+
+#: config keys whose value the checkpoint's run info also records
+_SAME_AS_RUN_INFO = {"data.task": "task", "model.resolved": "model", "model.class_ids": "class_ids",
+                     "data.vessel_group": "vessel_group"}
 
 
 def resume_error(cfg: DictConfig) -> Optional[str]:
-    diffs = resume_differences(cfg)
+    try:
+        diffs = resume_differences(cfg)
+    except _UnreadableRunConfig as e:
+        return (f"paths.experiment_dir={cfg.paths.experiment_dir} holds a checkpoint.pt this command would resume, "
+                f"but {e}, so it is not known to be this run: fix or remove that file if it is, use a new "
+                f"paths.experiment_dir, or --restart to start over there (the old run's files are kept aside)")
     if not diffs:
         return None
     more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""

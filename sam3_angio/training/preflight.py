@@ -10,7 +10,7 @@ import difflib
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -82,7 +82,9 @@ def suggest(target: str) -> str:
     return f" Did you mean {hint!r}?" if hint else ""
 
 
-def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckReport:
+def check_config(cfg: DictConfig, will_generate_data: bool = True, restarting: bool = False) -> CheckReport:
+    """Every problem of ``cfg`` found before anything expensive. ``restarting`` (``--restart``): the folder's
+    checkpoint.pt will be moved aside, so it is neither checked nor resumed."""
     report = CheckReport()
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
@@ -176,16 +178,19 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True) -> CheckRepor
     need("paths.sam3_checkpoint", "file")
     if OmegaConf.select(cfg, "init.require_phase1"):
         ckpt_dir = OmegaConf.select(cfg, "trainer.checkpoint.save_dir")
-        resuming = ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, "checkpoint.pt"))
+        resuming = not restarting and ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, "checkpoint.pt"))
         if not resuming:
             need("paths.phase1_checkpoint", "file")
     check_batches(cfg, report)
+    check_numbers(cfg, report)
+    check_learning_rates(cfg, report)
     check_reliability_options(cfg, report)
-    check_experiment_dir(cfg, report)
+    check_experiment_dir(cfg, report, restarting)
+    check_init_checkpoints(cfg, report, restarting)
     check_splits(cfg, report)
     from sam3_angio.training.experiment import resume_error
 
-    resume = resume_error(cfg)
+    resume = None if restarting else resume_error(cfg)
     if resume:
         report.errors.append(resume)
     return report
@@ -203,6 +208,78 @@ def check_batches(cfg: DictConfig, report: CheckReport) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             report.errors.append(f"{key} = {value!r} (from {user_key}): expected a whole number >= 1")
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+#: (key, smallest allowed whole number, the key a user sets when it differs): checked before the model is built
+WHOLE_NUMBERS = (
+    ("trainer.max_epochs", 1, None),
+    ("trainer.val_epoch_freq", 1, None),
+    ("trainer.gradient_accumulation_steps", 1, None),
+    ("trainer.seed_value", 0, None),
+    ("trainer.logging.log_freq", 1, None),
+    ("scratch.resolution", 14, None),
+    ("scratch.num_workers", 0, None),
+    ("launcher.gpus_per_node", 1, "--num-gpus"),
+    ("launcher.num_nodes", 1, "--num-nodes"),
+    ("trainer.data.train.dataset.limit_ids", 1, "profiles.<model>.limit_train_images"),
+)
+
+
+def check_numbers(cfg: DictConfig, report: CheckReport) -> None:
+    """Counts the trainer reads are whole numbers in range: ``trainer.max_epochs=0`` trained nothing and
+    wrote the untrained weights as checkpoint_best.pt and their metrics as a finished run; ``=abc`` or
+    ``trainer.val_epoch_freq=0`` failed with a traceback after the model was built; ``limit_train_images=-1``
+    left out one frame (a Python slice) and ``0`` meant every frame here but none in the dataset."""
+    for key, minimum, user_key in WHOLE_NUMBERS:
+        value = OmegaConf.select(cfg, key)
+        if value is None and key.endswith("limit_ids"):
+            continue  # no limit
+        if value is None or not _whole(value, minimum):
+            where = f" (from {user_key.replace('<model>', str(cfg.model.resolved))})" if user_key else ""
+            report.errors.append(f"{key} = {value!r}{where}: expected a whole number >= {minimum}")
+    for key in ("model.lora.enabled", "model.enable_segmentation"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not isinstance(value, bool):
+            report.errors.append(f"{key} = {value!r}: expected true or false")
+
+
+def _scheduler_values(node: Any):
+    """``(where, value)`` of every number a param scheduler config sets (``base_lr``, ``value``, ...)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("base_lr", "value", "start_value", "end_value") and not isinstance(v, (dict, list)):
+                yield k, v
+            elif k not in ("param_names", "module_cls_names"):
+                yield from ((f"{k}.{w}", x) for w, x in _scheduler_values(v))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from ((f"[{i}].{w}", x) for w, x in _scheduler_values(v))
+
+
+def check_learning_rates(cfg: DictConfig, report: CheckReport) -> None:
+    """Learning rates and weight decays are finite numbers >= 0, and some learning rate is > 0: SAM3 sets
+    them on the optimiser at every step, past AdamW's own check, so a negative rate trained uphill."""
+    import math
+
+    try:
+        options = OmegaConf.to_container(OmegaConf.select(cfg, "trainer.optim.options"), resolve=True) or {}
+    except Exception:
+        return  # the resolution error is reported by check_config
+    for option, user_key in (("lr", "scratch.lr_scale / scratch.lr_*"), ("weight_decay", "scratch.wd")):
+        values = list(_scheduler_values(options.get(option)))
+        bad = [(w, v) for w, v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+               or not math.isfinite(v) or v < 0]
+        if bad:
+            where, value = bad[0]
+            report.errors.append(f"trainer.optim.options.{option}{where} = {value!r} (from {user_key}): expected a "
+                                 f"finite number >= 0")
+        elif option == "lr" and values and all(v == 0 for _, v in values):
+            report.errors.append(f"trainer.optim.options.lr: every learning rate is 0 (from {user_key}): the run "
+                                 f"would train nothing")
 
 
 def train_steps_per_epoch(n_images: int, batch_size: int, world: int, drop_last: bool) -> int:
@@ -248,7 +325,8 @@ def check_reliability_options(cfg: DictConfig, report: CheckReport) -> None:
     """The options AngioTrainer adds (docs/training.md), checked before the model is built."""
     every = OmegaConf.select(cfg, "trainer.checkpoint.save_every_steps")
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
-        report.errors.append(f"trainer.checkpoint.save_every_steps = {every!r}: expected 0 (epoch ends only) or steps > 0")
+        report.errors.append(f"trainer.checkpoint.save_every_steps = {every!r}: expected 0 (epoch ends only) or "
+                             f"steps > 0")
     k = OmegaConf.select(cfg, "trainer.nan_guard.max_consecutive")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         report.errors.append(f"trainer.nan_guard.max_consecutive = {k!r}: expected a whole number >= 1")
@@ -257,7 +335,7 @@ def check_reliability_options(cfg: DictConfig, report: CheckReport) -> None:
         report.errors.append(f"trainer.best_checkpoint.mode = {mode!r}: expected max or min")
 
 
-def check_experiment_dir(cfg: DictConfig, report: CheckReport) -> None:
+def check_experiment_dir(cfg: DictConfig, report: CheckReport, restarting: bool = False) -> None:
     """``paths.experiment_dir`` can be written (its nearest existing folder is a writable folder), and a
     ``checkpoint.pt`` there, which the run would resume from, can be read."""
     exp = OmegaConf.select(cfg, "paths.experiment_dir")
@@ -272,7 +350,92 @@ def check_experiment_dir(cfg: DictConfig, report: CheckReport) -> None:
         report.errors.append(f"paths.experiment_dir = {exp}: {probe} is not writable; choose another path")
     from sam3_angio.training.experiment import resumable_error, resume_checkpoint
 
-    ckpt = resume_checkpoint(cfg)
+    ckpt = None if restarting else resume_checkpoint(cfg)
     problem = resumable_error(ckpt) if ckpt else None
     if problem:
         report.errors.append(problem)
+    elif ckpt:
+        finished = finished_run(cfg, ckpt)
+        if finished:
+            report.errors.append(finished)
+
+
+def finished_run(cfg: DictConfig, ckpt: str) -> Optional[str]:
+    """Why resuming ``ckpt`` would train nothing (its run already trained ``trainer.max_epochs``
+    epochs), or None. SAM3 would skip the training loop, validate again and rewrite metrics, predictions
+    and checkpoint_best.pt (the demo also its learning curve, without phase 1) as a finished run."""
+    import torch
+
+    if OmegaConf.select(cfg, "trainer.mode") not in ("train", "train_only"):
+        return None
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+    if not _whole(max_epochs, 1):
+        return None  # check_numbers says so
+    head = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    epoch = head.get("epoch")
+    if not _whole(epoch, 0) or epoch < max_epochs:
+        return None
+    return (f"{ckpt} is a finished run: it trained {epoch} epoch(s), trainer.max_epochs={max_epochs}, so "
+            f"resuming would train nothing. Raise trainer.max_epochs to train it further, use --restart to "
+            f"train again from scratch (its files are kept aside), or score it with tools/eval.py --checkpoint {ckpt}")
+
+
+def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: bool = False) -> None:
+    """The weights a new run starts from, read before the model is built (memory-mapped: the keys cost
+    little): ``paths.sam3_checkpoint`` for the real model and the phase 1 checkpoint that phase 2 loads
+    must be readable torch files of tensors, of the model size being trained."""
+    from sam3_angio.errors import UserError
+    from sam3_angio.model.builders import SAM3_IMAGE_PARTS
+    from sam3_angio.model.checkpoint import load_torch_file, require_parts, sam3_image_keys
+    from sam3_angio.training.experiment import resume_checkpoint
+
+    resolved = OmegaConf.select(cfg, "model.resolved")
+
+    def read(key: str, path: str, parts) -> None:
+        try:
+            obj = load_torch_file(path, key.split(".")[-1].replace("_", " "), mmap=True)
+            meta = obj.get("angio") if isinstance(obj, dict) else None
+            if isinstance(obj, dict) and isinstance(obj.get("adapter"), dict) and "model" not in obj:
+                raise UserError(f"{path} is an adapter file (LoRA matrices only), not a full checkpoint: pass "
+                                f"the checkpoint.pt of its run")
+            sd = obj["model"] if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
+            sd = {k: v for k, v in sd.items() if hasattr(v, "shape")} if isinstance(sd, dict) else {}
+            if not sd:
+                raise UserError(f"{path} holds no tensors (found {type(obj).__name__})")
+            if isinstance(meta, dict) and meta.get("model") and meta["model"] != resolved:
+                raise UserError(f"{path} holds {meta['model']} weights, but this run trains {resolved} "
+                                f"(model.name): pass a {resolved} checkpoint, or model.name={meta['model']}")
+            if parts:
+                require_parts(sam3_image_keys(sd), parts, path)
+        except UserError as e:
+            report.errors.append(f"{key}: {e}")
+
+    sam3 = OmegaConf.select(cfg, "paths.sam3_checkpoint")
+    if resolved == "sam3" and sam3 and os.path.isfile(sam3):
+        read("paths.sam3_checkpoint", sam3, SAM3_IMAGE_PARTS)
+    init = OmegaConf.select(cfg, "trainer.checkpoint.model_weight_initializer")
+    target = init.get("_target_", "") if isinstance(init, DictConfig) else ""
+    if not str(target).endswith("load_phase1") or (resume_checkpoint(cfg) and not restarting):
+        return  # a resumed run continues from its own checkpoint.pt, never from phase 1 again
+    path = OmegaConf.select(cfg, "paths.phase1_checkpoint")
+    if path and os.path.isdir(path):
+        inside = os.path.join(path, "checkpoint.pt") if os.path.isfile(os.path.join(path, "checkpoint.pt")) \
+            else os.path.join(path, "checkpoints", "checkpoint.pt")
+        report.errors.append(f"paths.phase1_checkpoint = {path} is a folder, not a checkpoint file: pass "
+                             f"paths.phase1_checkpoint={inside}")
+        return
+    if path and os.path.isfile(path):
+        from sam3_angio.model.init import phase1_choice
+
+        chosen, _ = phase1_choice(path, bool(OmegaConf.select(cfg, "init.phase1_best", default=True)))
+        read("paths.phase1_checkpoint", chosen, SAM3_IMAGE_PARTS)
+    elif path:
+        from sam3_angio.training.showcase import wants_phase1_first
+
+        parent = os.path.dirname(path)
+        if wants_phase1_first(cfg) and (os.path.basename(path) != "checkpoint.pt"
+                                        or os.path.basename(parent) != "checkpoints"):
+            report.errors.append(
+                f"paths.phase1_checkpoint = {path} does not exist, and the demo would train phase 1 into "
+                f"{os.path.dirname(parent)}, which writes <folder>/checkpoints/checkpoint.pt, not this file: pass "
+                f"the checkpoint.pt of a phase 1 run, or a path ending in checkpoints/checkpoint.pt")

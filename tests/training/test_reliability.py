@@ -132,7 +132,8 @@ def test_sam3_env_logging_is_replaced_by_an_allow_list(monkeypatch, caplog):
 
 
 def _fake_previous_run(exp: Path, config: str, overrides) -> None:
-    """A folder as a finished run of ``config`` leaves it: its resolved config and a checkpoint.pt."""
+    """A folder as an interrupted run of ``config`` leaves it: its resolved config and a checkpoint.pt
+    after epoch 1 (of the 2 that ``small_run_overrides`` gives by default)."""
     shown = check_train(["-c", config, *overrides, "--print-config"], check=True)
     exp.mkdir(parents=True, exist_ok=True)
     (exp / "config_resolved.yaml").write_text(shown.stdout)
@@ -145,13 +146,13 @@ def _fake_previous_run(exp: Path, config: str, overrides) -> None:
 
 def test_resume_of_another_runs_folder_stops_and_says_so(tiny_data_root, tmp_path):
     exp = tmp_path / "exp"
-    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp))
     before = outputs(exp)
-    check = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    check = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp), "--check"])
     assert check.returncode == 1, check.stdout
     assert "another run's checkpoint.pt" in check.stdout and "data.task: 'vessel'" in check.stdout
     assert "--restart" in check.stdout and "paths.experiment_dir" in check.stdout
-    same = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), "--check"])
+    same = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp), "--check"])
     assert same.returncode == 0, same.stdout  # the same run resumes
     assert outputs(exp) == before
 
@@ -160,7 +161,7 @@ def test_a_run_from_before_a_setting_existed_resumes_but_a_changed_setting_does_
     import yaml
 
     exp = tmp_path / "exp"
-    over = small_run_overrides(tiny_data_root, exp, epochs=1)
+    over = small_run_overrides(tiny_data_root, exp)
     _fake_previous_run(exp, VESSEL, over)
     saved = yaml.safe_load((exp / "config_resolved.yaml").read_text())
     del saved["data"]["max_phrases_per_frame"]  # as written by a version without that setting
@@ -178,12 +179,148 @@ def test_restart_keeps_the_earlier_run_aside(tiny_data_root, tmp_path):
     from sam3_angio.training.experiment import resume_error, restart
 
     exp = tmp_path / "exp"
-    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
-    cfg = finalize(compose("cass", small_run_overrides(tiny_data_root, exp, epochs=1)))
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp))
+    cfg = finalize(compose("cass", small_run_overrides(tiny_data_root, exp)))
     assert resume_error(cfg)
     moved = restart(cfg)
     assert any("checkpoints." in m for m in moved)
     assert not (exp / "checkpoints" / "checkpoint.pt").exists() and resume_error(cfg) is None
+
+
+def _checkpoint_of(exp: Path) -> dict:
+    import torch
+
+    return torch.load(exp / "checkpoints" / "checkpoint.pt", map_location="cpu", weights_only=True)
+
+
+def test_a_finished_run_started_again_is_an_error_not_a_second_validation(tiny_data_root, tmp_path):
+    """SAM3 skips the training loop of a run that has all its epochs, validates again and rewrites metrics,
+    predictions and checkpoint_best.pt (the demo also its learning curve, without phase 1): 'run finished'
+    with nothing trained. It is one error line with the ways on; a higher trainer.max_epochs resumes."""
+    exp = tmp_path / "exp"
+    _fake_previous_run(exp, VESSEL, small_run_overrides(tiny_data_root, exp, epochs=1))
+    before = {p: (exp / p).read_bytes() for p in outputs(exp) if (exp / p).is_file()}
+    for extra in ([], ["--check"]):
+        proc = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), *extra])
+        assert proc.returncode == (1 if extra else 2), proc.stdout + proc.stderr
+        text = proc.stdout if extra else proc.stderr.strip().splitlines()[-1]
+        assert "checkpoint.pt is a finished run: it trained 1 epoch(s), trainer.max_epochs=1" in text, text
+        assert "Raise trainer.max_epochs" in text and "--restart" in text and "tools/eval.py --checkpoint" in text
+    assert {p: (exp / p).read_bytes() for p in outputs(exp) if (exp / p).is_file()} == before
+    more = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=2), "--check"])
+    assert more.returncode == 0, more.stdout
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("trainer.max_epochs=0", "trainer.max_epochs = 0: expected a whole number >= 1"),
+    ("trainer.max_epochs=-3", "trainer.max_epochs = -3: expected a whole number >= 1"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs = 'abc': expected a whole number >= 1"),
+    ("trainer.val_epoch_freq=0", "trainer.val_epoch_freq = 0"),
+    ("trainer.logging.log_freq=0", "trainer.logging.log_freq = 0"),
+    ("profiles.sam3_tiny.limit_train_images=-1", "limit_ids = -1 (from profiles.sam3_tiny.limit_train_images)"),
+    ("profiles.sam3_tiny.limit_train_images=0", "limit_ids = 0 (from profiles.sam3_tiny.limit_train_images)"),
+    ("launcher.gpus_per_node=0", "launcher.gpus_per_node = 0 (from --num-gpus)"),
+    ("scratch.num_workers=-1", "scratch.num_workers = -1"),
+    ("scratch.lr_scale=-1", "trainer.optim.options.lr[0].scheduler.base_lr = -0.0008 (from scratch.lr_scale"),
+    ("scratch.lr_scale=0", "every learning rate is 0"),
+    ("scratch.lr_vision_backbone=nan", "base_lr = nan"),
+    ("scratch.wd=-0.1", "trainer.optim.options.weight_decay[0].scheduler.value = -0.1 (from scratch.wd)"),
+    ("model.lora.enabled=maybe", "model.lora.enabled = 'maybe': expected true or false"),
+])
+def test_counts_and_rates_out_of_range_stop_before_anything_is_written(tiny_data_root, tmp_path, override, needle):
+    """trainer.max_epochs=0 trained nothing, wrote the random weights as checkpoint_best.pt and their metrics,
+    and said 'run finished'; a negative learning rate trained uphill (SAM3 sets rates past AdamW's check);
+    limit_train_images=-1 left out a frame; val_epoch_freq=0 was a ZeroDivisionError after the model was built."""
+    exp = tmp_path / "exp"
+    proc = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp, epochs=1), override])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not exp.exists()
+
+
+def test_restart_moves_nothing_when_the_start_fails(tiny_data_root, tmp_path):
+    """--restart kept the folder's run aside before the config was checked and before the folder's lock
+    was taken: a typo, or a run still training there, left the folder without its checkpoint."""
+    import os
+    import socket
+
+    exp = tmp_path / "exp"
+    over = small_run_overrides(tiny_data_root, exp, epochs=1)
+    _fake_previous_run(exp, VESSEL, over)
+    before = outputs(exp)
+    bad = check_train(["-c", VESSEL, *over, "--restart", "trainer.val_epoch_freq=0"])
+    assert bad.returncode == 2 and "trainer.val_epoch_freq" in bad.stderr
+    assert outputs(exp) == before
+    (exp / ".run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    busy = check_train(["-c", VESSEL, *over, "--restart"])
+    assert busy.returncode == 2 and "is in use by pid" in busy.stderr
+    assert outputs(exp) == sorted(before + [".run.lock"]) and _checkpoint_of(exp)["epoch"] == 1
+    # --check --restart: checked as the fresh run it would be (a finished run is no error), nothing moved
+    check = check_train(["-c", VESSEL, *over, "--restart", "--check"])
+    assert check.returncode == 0, check.stdout
+    assert (exp / "checkpoints" / "checkpoint.pt").is_file()
+
+
+def test_resume_compares_the_run_info_the_checkpoint_records(tiny_data_root, tmp_path):
+    """Without the folder's config_resolved.yaml, a phase 1 checkpoint.pt was resumed by a CASS run (SAM3's
+    strict load then failed with a traceback); an unreadable config_resolved.yaml was a YAML traceback."""
+    import torch
+
+    exp = tmp_path / "exp"
+    (exp / "checkpoints").mkdir(parents=True)
+    torch.save({"model": {}, "optimizer": {}, "epoch": 1, "steps": {"train": 2}, "loss": {},
+                "angio": {"task": "vessel", "model": "sam3_tiny", "class_ids": None, "vessel_group": None}},
+               exp / "checkpoints" / "checkpoint.pt")
+    proc = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp), "--check"])
+    assert proc.returncode == 1
+    assert "another run's checkpoint.pt" in proc.stdout and "task: 'vessel' in the folder's checkpoint.pt, 'cass' now" \
+        in proc.stdout, proc.stdout
+    assert check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp), "--check"]).returncode == 0
+    (exp / "config_resolved.yaml").write_text("data: [unclosed\n  task: x\n")
+    proc = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp)])
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()
+    assert len(last) == 1 and "config_resolved.yaml (the folder's run's config) cannot be read" in last[0]
+    assert "--restart" in last[0]
+
+
+def _tiny_phase1(path: Path, **angio) -> Path:
+    import torch
+
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": build_sam3_tiny().state_dict(), "epoch": 1,
+                "angio": {"task": "vessel", "model": "sam3_tiny", **angio}}, path)
+    return path
+
+
+def test_start_weights_are_checked_before_the_model_is_built(tiny_data_root, tmp_path):
+    """paths.phase1_checkpoint and paths.sam3_checkpoint were first read while the trainer built the model
+    (the real one: a minute and GBs on a CPU), after the run folder was written; a folder given as phase 1
+    checkpoint made the demo train phase 1 two folders up."""
+    over = small_run_overrides(tiny_data_root, tmp_path / "exp")
+    p1 = tmp_path / "p1" / "checkpoints" / "checkpoint.pt"
+    p1.parent.mkdir(parents=True)
+    p1.write_bytes(b"\x89PNG\r\n\x1a\n....")
+    proc = check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={p1}", "--check"])
+    assert proc.returncode == 1 and f"paths.phase1_checkpoint: phase1 checkpoint {p1} is not a torch checkpoint: " \
+        f"it is a PNG image" in proc.stdout, proc.stdout
+    for folder in (p1.parent, p1.parent.parent):
+        proc = check_train(["-c", CASS, *over, "profiles.sam3_tiny.phase1_first=true",
+                            f"paths.phase1_checkpoint={folder}"])
+        assert proc.returncode == 2 and f"paths.phase1_checkpoint = {folder} is a folder" in proc.stderr, proc.stderr
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "checkpoints").exists()
+    other = _tiny_phase1(tmp_path / "big" / "checkpoint.pt", model="sam3")
+    proc = check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={other}", "--check"])
+    assert proc.returncode == 1 and "holds sam3 weights, but this run trains sam3_tiny" in proc.stdout, proc.stdout
+    tiny = _tiny_phase1(tmp_path / "tiny" / "checkpoint.pt")
+    assert check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tiny}", "--check"]).returncode == 0
+    proc = check_train(["-c", CASS, *over, "model.name=sam3", f"paths.sam3_checkpoint={tiny}",
+                        "init.require_phase1=false", "--check"])
+    assert proc.returncode == 1 and "paths.sam3_checkpoint" in proc.stdout and \
+        "holds sam3_tiny weights, but this run trains sam3" in proc.stdout, proc.stdout
 
 
 def test_second_run_in_a_folder_stops_naming_the_first(tiny_data_root, tmp_path):
