@@ -148,6 +148,14 @@ def _main(args: argparse.Namespace) -> int:
     # --restart: checked as the run it will be (the folder's checkpoint.pt moved aside), and nothing is moved
     # before the checks pass and the folder's lock is held (a run in the folder keeps its files).
     report = check_config(cfg, restarting=args.restart)
+    p1 = None
+    from sam3_angio.training import showcase
+
+    if not cfg.submitit.use_cluster and showcase.wants_phase1_first(cfg):
+        # The demo trains phase 1 first: its config is checked now too, not after the untrained scoring.
+        p1 = showcase.phase1_config(cfg, args.overrides, args)
+        report.errors += [f"phase 1 (trained first, into {p1.paths.experiment_dir}): {e}"
+                          for e in check_config(p1).errors]
     if args.check:
         print(report.render())
         return 0 if report.ok else 1
@@ -178,13 +186,11 @@ def _main(args: argparse.Namespace) -> int:
         prepare_data(cfg)
         print(data_summary(cfg))
         save_run_config(cfg)
-        from sam3_angio.training import showcase
         from sam3_angio.training.launch import launch_local
 
         start = time.time()
-        untrained = phase1 = p1 = None
-        if showcase.wants_phase1_first(cfg):
-            p1 = showcase.phase1_config(cfg, args.overrides, args)
+        untrained = phase1 = None
+        if p1 is not None:
             untrained = showcase.score_untrained(p1)
             with ExperimentLock(p1.paths.experiment_dir):
                 phase1 = showcase.run_phase1(cfg, p1)

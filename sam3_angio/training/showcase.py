@@ -48,7 +48,14 @@ def phase1_config(cfg: DictConfig, overrides: Sequence[str], args) -> DictConfig
     p1_overrides = _phase1_overrides(overrides, phase1_dir)
     if not any(o.startswith("trainer.max_epochs=") for o in overrides):
         # The profile's phase 1 length; validation half-way and at the end (the curve's points).
-        epochs = int(OmegaConf.select(cfg, f"profiles.{cfg.model.resolved}.phase1_epochs") or cfg.trainer.max_epochs)
+        key = f"profiles.{cfg.model.resolved}.phase1_epochs"
+        epochs = OmegaConf.select(cfg, key)
+        epochs = cfg.trainer.max_epochs if epochs is None else epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            from sam3_angio.errors import ConfigError
+
+            raise ConfigError(f"{key} = {epochs!r}: expected a whole number >= 1 (the epochs of phase 1, which "
+                              f"the demo trains first)")
         p1_overrides += [f"trainer.max_epochs={epochs}", f"trainer.val_epoch_freq={max(1, epochs // 2)}"]
     return _compose("vessel_segmentation", p1_overrides, args)
 

@@ -323,6 +323,29 @@ def test_start_weights_are_checked_before_the_model_is_built(tiny_data_root, tmp
         "holds sam3_tiny weights, but this run trains sam3" in proc.stdout, proc.stdout
 
 
+def test_the_demo_checks_phase1_before_scoring_and_training_it(tiny_data_root, tmp_path):
+    """A phase 2 demo run with no phase 1 checkpoint trains phase 1 first: its config and data were first
+    looked at by the untrained scoring's trainer (a broken phase 1 split failed there, after phase 2's
+    folder was written); phase1_epochs=0 silently trained trainer.max_epochs instead."""
+    data = copy_data(tiny_data_root, tmp_path / "data")
+    exp = tmp_path / "exp"
+    over = [o for o in small_run_overrides(data, exp) if not o.startswith("trainer.max_epochs=")]  # phase1_epochs
+    over += ["profiles.sam3_tiny.phase1_first=true",
+            f"paths.phase1_checkpoint={tmp_path / 'p1' / 'checkpoints' / 'checkpoint.pt'}"]
+    for bad in ("0", "-1", "abc"):
+        proc = check_train(["-c", CASS, *over, f"profiles.sam3_tiny.phase1_epochs={bad}"])
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "profiles.sam3_tiny.phase1_epochs" in proc.stderr and "expected a whole number >= 1" in proc.stderr
+    vessel = data / "coco_vessel" / "train" / "annotations.json"
+    edit_json(vessel, lambda d: d["annotations"][0].update(image_id=4242))
+    for extra in ([], ["--check"]):
+        proc = check_train(["-c", CASS, *over, *extra])
+        text = proc.stdout if extra else proc.stderr
+        assert proc.returncode == (1 if extra else 2), text
+        assert "phase 1 (trained first, into" in text and str(vessel) in text and "image_id 4242" in text, text
+    assert not exp.exists() and not (tmp_path / "p1").exists()
+
+
 def test_second_run_in_a_folder_stops_naming_the_first(tiny_data_root, tmp_path):
     import os
     import socket
