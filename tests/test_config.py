@@ -50,3 +50,16 @@ def test_a_restart_with_another_config_keeps_the_earlier_one(tmp_path):
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("config.2")]
     assert len(kept) == 1 and "max_epochs: 2" in kept[0].read_text()
     assert "max_epochs: 5" in (tmp_path / "config.yaml").read_text()
+
+
+def test_an_override_of_the_wrong_type_names_the_key_it_breaks_and_its_value(tmp_path):
+    """scratch.lr_scale=abc fails inside another key's interpolation: the error was OmegaConf's three lines
+    with numpy's ufunc text and the other key only; it is one line naming both and the value."""
+    from sam3_angio.config import compose, finalize
+    from sam3_angio.training.preflight import check_config
+
+    cfg = finalize(compose("cass", [f"paths.experiments_root={tmp_path}", "scratch.lr_scale=abc"]))
+    errors = check_config(cfg).errors
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert errors[0].startswith("scratch.lr_transformer = ${times:8e-4,${scratch.lr_scale}} cannot be computed")
+    assert "it uses scratch.lr_scale='abc'" in errors[0]

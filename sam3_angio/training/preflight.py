@@ -89,7 +89,7 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True, restarting: b
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:
-        report.errors.append(f"config does not resolve: {e}")
+        report.errors.append(resolution_error(cfg, e))
         return report
 
     for key, target in iter_targets(container):
@@ -194,6 +194,39 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True, restarting: b
     if resume:
         report.errors.append(resume)
     return report
+
+
+_ABSENT = object()
+
+
+def _raw(node: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def resolution_error(cfg: DictConfig, e: Exception) -> str:
+    """One line for an interpolation that cannot be computed: the key, its expression and the values it
+    uses (``scratch.lr_scale=abc`` fails in ``scratch.lr_transformer = ${times:8e-4,${scratch.lr_scale}}``),
+    instead of OmegaConf's message with numpy's ufunc text over three lines."""
+    import re
+
+    key = getattr(e, "full_key", None)
+    cause = (str(getattr(e, "msg", None) or e).splitlines() or [""])[0]
+    cause = cause.split(" raised while resolving interpolation: ", 1)[-1][:160]
+    if not key:
+        return f"config does not resolve: {cause}"
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    expr = _raw(raw, key)
+    used = []
+    for ref in re.findall(r"\$\{([\w.]+)\}", str(expr)):
+        value = _raw(raw, ref)
+        if value is not _ABSENT and not (isinstance(value, str) and "${" in value):
+            used.append(f"{ref}={value!r}")
+    uses = f"; it uses {', '.join(used)}: is one of them of the wrong type?" if used else ""
+    return f"{key} = {expr} cannot be computed ({type(e.__cause__ or e).__name__}: {cause}){uses}"
 
 
 def world_size(cfg: DictConfig) -> int:
