@@ -59,8 +59,12 @@ def check_angle(key: str, value: Any, where: str, label: Optional[str] = None) -
         raise DataError(f"{where}: {label} is {value!r}; expected a number of degrees ({sign})") from None
     if not math.isfinite(v):
         kind = "NaN" if math.isnan(v) else "infinite"
+        # what "unknown" is written as where the value came from: JSON null, or leaving the option out
+        unknown = ("\"view_angles\": null if unknown" if label.startswith("view_angles")
+                   else f"leave {where} out if the angles are unknown" if where.startswith("--")
+                   else "drop the value if the angles are unknown")
         raise DataError(f"{where}: {label} is {value!r} ({kind} angle); not finite: expected degrees ({sign}), "
-                        f"or \"view_angles\": null if unknown")
+                        f"or {unknown}")
     if abs(v) > limit:
         raise DataError(f"{where}: {label} = {v:g} is outside -{limit:g}..{limit:g} degrees ({sign})")
     return v

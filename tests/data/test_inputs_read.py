@@ -164,6 +164,12 @@ def test_command_line_angles_are_checked(text):
         parse_angles(text)
 
 
+def test_a_nan_command_line_angle_says_to_leave_the_option_out_not_to_write_json():
+    with pytest.raises(InputError, match=r"leave --angles out if the angles are unknown") as e:
+        parse_angles("nan,0")
+    assert "null" not in str(e.value)
+
+
 def test_command_line_values_apply_to_cines_and_bad_spacing_is_refused(cine):
     path, _ = cine
     (f,) = read_input(path, frames=[0], angles="-30,25", mm_per_pixel=0.3)
