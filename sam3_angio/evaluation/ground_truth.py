@@ -130,8 +130,8 @@ class GroundTruth:
             _check_id(im["id"], f"{where}: images[{i}] has id", ids)
             for k in ("height", "width"):
                 v = im[k]
-                try:
-                    ok = float(v).is_integer() and int(float(v)) > 0
+                try:  # a JSON number ("512" in quotes would pass float() here and fail int() later)
+                    ok = isinstance(v, (int, float)) and float(v).is_integer() and int(v) > 0
                 except (TypeError, ValueError, OverflowError):
                     ok = False
                 if not ok or isinstance(v, bool):

@@ -236,6 +236,7 @@ def test_duplicate_ground_truth_annotation_ids_are_an_error_not_a_lower_ap(gt, g
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["images"][0].update(height=None), r"images\[0\] \(id .*\) has height None; expected a positive"),
+    (lambda d: d["images"][0].update(height="512.0"), r"images\[0\] \(id .*\) has height '512.0'; expected a"),
     (lambda d: d["images"][0].update(id=[1]), r"images\[0\] has id \[1\]; expected an integer"),
     (lambda d: d["categories"][0].update(id=None), r"categories\[0\] has id None"),
     (lambda d: d["annotations"][0].update(bbox=None), r"annotations\[0\] \(id .*\) has bbox None; expected \[x, y"),
