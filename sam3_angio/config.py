@@ -60,6 +60,7 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
 
     register_resolvers()
     config_dir, name = locate_config(config)
+    check_config_file(config_dir / f"{name}.yaml")
 
     def _compose(ovr):
         GlobalHydra.instance().clear()
@@ -86,6 +87,33 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
     with open_dict(cfg):
         cfg.config_source = str(config_dir / f"{name}.yaml")
     return cfg
+
+
+def check_config_file(path: Path) -> None:
+    """The config file is a YAML mapping: an empty, unparsable or non-mapping file (a damaged
+    ``config_resolved.yaml`` beside a checkpoint) is one line naming it and where, not a YAML traceback
+    or an error about an override the tool added."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start}): is it a config file?") from None
+    except OSError as e:
+        raise ConfigError(f"config {path} cannot be read: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
+        raise ConfigError(f"config {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"config {path} is empty: a run's config_resolved.yaml is written by tools/train.py; "
+                          f"pass the run's config with -c")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} holds a {type(data).__name__} at its top level, expected a mapping of "
+                          f"keys (data:, model:, trainer:, ...)")
 
 
 def _try_compose(fn, overrides):

@@ -63,3 +63,22 @@ def test_an_override_of_the_wrong_type_names_the_key_it_breaks_and_its_value(tmp
     assert len(errors) == 1 and "\n" not in errors[0], errors
     assert errors[0].startswith("scratch.lr_transformer = ${times:8e-4,${scratch.lr_scale}} cannot be computed")
     assert "it uses scratch.lr_scale='abc'" in errors[0]
+
+
+def test_a_damaged_config_file_is_one_line_naming_it(tmp_path):
+    """A run's config_resolved.yaml that is not YAML was a PyYAML message over four lines; an empty one was
+    'override model.name=sam3_tiny names a key the config does not have' - an override the Predictor adds."""
+    import pytest
+
+    from sam3_angio.config import compose
+    from sam3_angio.errors import ConfigError
+
+    path = tmp_path / "config_resolved.yaml"
+    for content, needle in ((b"data: [unclosed\n  task: x\n", "is not valid YAML at line 2, column 7"),
+                            (b"\n", "is empty"), (b"- a\n- b\n", "holds a list at its top level"),
+                            (b"\xff\xfe\x00", "is not UTF-8 text")):
+        path.write_bytes(content)
+        with pytest.raises(ConfigError) as e:
+            compose(str(path), ["model.name=sam3_tiny"])
+        assert str(e.value).startswith(f"config {path} ") and needle in str(e.value), str(e.value)
+        assert "\n" not in str(e.value)
