@@ -260,6 +260,12 @@ def import_arcade(
             **({"invalid_polygons": invalid[cid]} if invalid.get(cid) else {}),
         }
 
+    for cid in sorted(set(counts) - set(mapping), key=str):  # ids the file's categories do not declare
+        per_class[f"id {cid}"] = {
+            "arcade_category_id": cid, "annotations": counts[cid], "mapped": 0, "dropped": counts[cid],
+            "cass_id": None, "reason": "dropped: category id not declared in the file's 'categories'",
+        }
+
     lines = [f"ARCADE import ({task}) of {coco_json.name}: {len(imgs)} images, {len(anns)} annotations -> "
              f"{len(out_anns)} kept, {len(anns) - len(out_anns)} dropped"]
     lines.append(f"  {'class':>8} {'count':>6} {'mapped':>6} {'dropped':>7}  mapping")

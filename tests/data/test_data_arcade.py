@@ -158,3 +158,13 @@ def test_a_malformed_record_is_named_not_a_traceback(tmp_path, edit, message):
 def test_an_annotation_file_with_a_bom_imports(tmp_path):
     res = import_arcade(_small_arcade(tmp_path, bom=True), SYNTAX / "images", tmp_path / "o", "cass", progress=False)
     assert res["n_images"] == 3 and res["n_annotations"] > 0
+
+
+def test_annotations_of_an_undeclared_category_are_reported_as_dropped(tmp_path):
+    def edit(d):
+        d["annotations"][0]["category_id"] = 999
+    res = import_arcade(_small_arcade(tmp_path, edit), SYNTAX / "images", tmp_path / "o", "cass", progress=False)
+    row = res["per_class"]["id 999"]
+    assert row["annotations"] == 1 and row["dropped"] == 1 and "not declared" in row["reason"]
+    text = next((tmp_path / "o").rglob("*.txt")).read_text()  # the mapping report a user reads
+    assert "id 999" in text and "not declared" in text
