@@ -24,9 +24,29 @@ def will_generate_demo(cfg: DictConfig) -> bool:
     return bool(mode)
 
 
+def _data_root_hint(cfg: DictConfig, root) -> str:
+    """What the data root holds instead, when that says what went wrong: a COCO folder itself (one level
+    too deep), or other tasks' COCO folders."""
+    if not root or not os.path.isdir(root):
+        return ""
+    task = OmegaConf.select(cfg, "data.task")
+    parent = os.path.dirname(os.path.abspath(root))
+    if os.path.isfile(os.path.join(root, "train", "annotations.json")):
+        right = parent if os.path.basename(os.path.abspath(root)) == f"coco_{task}" else None
+        return (f"; it is a COCO folder itself (train/annotations.json): paths.data_root is the folder that holds "
+                f"coco_{task}/" + (f", here paths.data_root={right}" if right else ""))
+    others = sorted(n for n in os.listdir(root) if n.startswith("coco_") and os.path.isdir(os.path.join(root, n)))
+    if others:
+        config = {"vessel": "vessel_segmentation"}.get(others[0][5:], others[0][5:])
+        return (f"; it holds {', '.join(n + '/' for n in others)} but no coco_{task}/ (this config's task is "
+                f"{task}): convert the data for that task, or train theirs (-c configs/angiography/{config}.yaml)")
+    return ""
+
+
 def missing_data_message(cfg: DictConfig, missing) -> str:
     root = OmegaConf.select(cfg, "paths.data_root")
     where = f"paths.data_root={root} does not exist" if root and not os.path.isdir(root) else f"paths.data_root={root}"
+    where += _data_root_hint(cfg, root)
     return (
         f"data not found: {', '.join(missing)} ({where}). Check the path, or convert your CSV with "
         f"tools/convert_to_coco.py; demo data are generated only in paths.demo_data_root="

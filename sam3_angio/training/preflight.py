@@ -152,7 +152,9 @@ def check_config(cfg: DictConfig, will_generate_data: bool = True, restarting: b
         if value in (None, ""):
             return
         exists = os.path.isfile(value) if kind == "file" else os.path.isdir(value)
-        if not exists:
+        if not exists and kind == "file" and os.path.isdir(value):
+            report.errors.append(f"{key} = {value} is a folder, not a file: pass the file in it")
+        elif not exists:
             if generated:
                 report.notes.append(f"{key} = {value} does not exist yet: the demo data will be generated there")
             else:

@@ -477,3 +477,24 @@ def test_kill9_mid_epoch_loses_at_most_save_every_steps(tiny_data_root, tmp_path
     final = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert final["epoch"] == 1 and final["steps"]["train"] == 4  # 2 before the kill + the 2 left, none twice
     assert [s["Trainer/epoch"] for s in _stats(exp, "train_stats.json")] == [0]
+
+
+def test_a_data_root_one_level_off_says_where_the_coco_folder_is(tiny_data_root, tmp_path):
+    """paths.data_root=<...>/coco_cass (the COCO folder itself) or a root with only another task's COCO
+    folder said 'data not found: .../coco_cass/coco_cass/train/annotations.json' and nothing more."""
+    exp = tmp_path / "exp"
+    over = [o for o in small_run_overrides(tiny_data_root, exp) if not o.startswith("paths.data_root=")]
+    proc = check_train(["-c", CASS, *over, f"paths.data_root={tiny_data_root / 'coco_cass'}", "--check"])
+    assert proc.returncode == 1 and "it is a COCO folder itself" in proc.stdout
+    assert f"here paths.data_root={tiny_data_root}" in proc.stdout, proc.stdout
+    only = tmp_path / "only_vessel"
+    shutil.copytree(tiny_data_root / "coco_vessel", only / "coco_vessel")
+    proc = check_train(["-c", CASS, *over, f"paths.data_root={only}", "--check"])
+    assert proc.returncode == 1 and "it holds coco_vessel/ but no coco_cass/" in proc.stdout
+    assert "-c configs/angiography/vessel_segmentation.yaml" in proc.stdout, proc.stdout
+    folder = tmp_path / "sam3_weights"
+    folder.mkdir()
+    proc = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp), f"paths.sam3_checkpoint={folder}",
+                        "model.name=sam3", "init.require_phase1=false", "--check"])
+    assert proc.returncode == 1 and f"paths.sam3_checkpoint = {folder} is a folder, not a file" in proc.stdout
+    assert not exp.exists()
