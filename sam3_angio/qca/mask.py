@@ -15,8 +15,10 @@ from skimage.measure import label
 
 from .errors import EmptyMaskError, NonBinaryMaskError, QCAInputError
 
-# A coronary segment (or tree) covers far less than half of a frame; a mask that covers more is inverted
-# (vessel 0) or not a vessel mask (a frame, a constant image).
+# A coronary segment (or tree) covers far less than half of a frame; a mask that covers more *and* fills
+# most of the image border is inverted (vessel 0) or not a vessel mask (a frame, a constant image). A
+# tight crop around a thick vessel can cover more than half of its image, but the vessel meets the
+# border only where it enters and leaves, so it is measured.
 MAX_FOREGROUND_FRACTION = 0.5
 PAD_PX = 3  # background border around the crop: the skeleton and the edge profiles need a margin
 
@@ -67,7 +69,8 @@ def prepare_mask(mask: np.ndarray, name: str = "mask", max_hole_area_px: int = 6
     H, W = m.shape
     if not m.any():
         raise EmptyMaskError(f"{name}: the mask is empty (no foreground pixel); nothing to measure")
-    if m.mean() > MAX_FOREGROUND_FRACTION:
+    border = np.concatenate([m[0], m[-1], m[1:-1, 0], m[1:-1, -1]])
+    if m.mean() > MAX_FOREGROUND_FRACTION and border.mean() > MAX_FOREGROUND_FRACTION:
         raise QCAInputError(f"{name}: the mask covers {100 * m.mean():.1f} % of the image; a vessel covers far "
                             f"less - is it inverted (vessel 0, background non-zero)?")
     flags: List[str] = []

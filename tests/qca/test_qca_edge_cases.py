@@ -42,6 +42,20 @@ def test_mask_touching_the_image_edge_is_flagged_and_the_oblique_cut_is_no_lesio
     assert q.reference_diameter == pytest.approx(2.5, abs=0.15)
 
 
+def test_a_tight_crop_of_a_thick_vessel_is_measured_not_taken_for_an_inverted_mask():
+    """A user's crop around one vessel: the vessel covers 70 % of it but meets the border only where it
+    enters and leaves. An inverted mask (vessel 0) fills the border too and stays refused."""
+    crop = np.zeros((20, 120), bool)
+    crop[3:17, :] = True  # a 14 px vessel running through the crop
+    q = measure_mask(crop, 0.25)
+    assert crop.mean() > 0.5
+    assert q.reference_diameter == pytest.approx(14 * 0.25, abs=0.2) and q.lesions == []
+    frame = np.zeros((120, 120), bool)
+    frame[50:64, :] = True
+    with pytest.raises(QCAInputError, match="is it inverted"):
+        measure_mask(~frame)
+
+
 def test_one_pixel_wide_mask_gives_a_one_pixel_diameter_and_a_thin_flag():
     mask = np.zeros((64, 64), bool)
     mask[32, 5:60] = True
