@@ -22,7 +22,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from sam3_angio.model.checkpoint import CheckpointError, load_torch_file, strip_prefixes
+from sam3_angio.model.checkpoint import CheckpointError, load_torch_file, non_finite, strip_prefixes
 from sam3_angio.model.lora import LORA_KEY, canonical_key, has_lora
 
 OWN_HEADS = ("view_encoder.", "film.", "cass_head.")
@@ -149,6 +149,10 @@ def load_adapter(model: nn.Module, path: str, check_base: bool = True) -> Dict[s
         raise CheckpointError(
             f"adapter {path} does not fit this model: {len(unknown)} unknown and {len(bad)} mis-shaped tensors "
             f"(first: {first}). Build the model with the model.lora block (r, targets) and task it was trained with")
+    bad_values = non_finite(tensors)
+    if bad_values:  # merged, NaN adapters make every prediction NaN: nothing found, quietly
+        raise CheckpointError(f"adapter {path} holds NaN or inf values in {len(bad_values)} tensors (first: "
+                              f"{bad_values[0]}): it is damaged or from a run that diverged")
     missing = [k for k in own if LORA_KEY in k and k not in tensors]
     if missing:
         raise CheckpointError(f"adapter {path} lacks {len(missing)} LoRA tensors of this model (first: {missing[0]}): "

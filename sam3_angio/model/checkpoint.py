@@ -229,8 +229,16 @@ def load_into(
     report.loaded = list(to_load)
     strict = tuple(strict_shapes_under)
     bad = [m for m in report.mismatched if m[0].startswith(strict)]
-    if bad or not to_load:  # one line for the user (the CLI error contract); the load report to the log
+    lora_lost = [k for k in report.unexpected + [m[0] for m in report.mismatched] if "lora_" in k]
+    if bad or not to_load or lora_lost:  # one line for the user (the CLI error contract); the report to the log
         log.info(report.summary())
+    if lora_lost:  # the base weights alone would load: the adapters' training dropped without a word
+        have = any("lora_" in k for k in own)
+        raise CheckpointError(
+            f"checkpoint {source} holds LoRA adapters, {len(lora_lost)} of whose tensors "
+            f"{'do not fit' if have else 'have no place in'} this model (first: {lora_lost[0]}): loading it would "
+            f"drop what they learnt. Build the model with the model.lora block of its run (its config_resolved.yaml"
+            f", or model.lora.enabled=true with the same r and targets)")
     counts = (f"loaded {len(report.loaded)}, missing {len(report.missing)}, unexpected {len(report.unexpected)}, "
               f"shape mismatches {len(report.mismatched)}")
     if bad:

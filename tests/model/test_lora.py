@@ -4,6 +4,7 @@ SAM3 / phase 1 weights into a LoRA model, and merging for inference."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -140,3 +141,44 @@ def test_train_py_check_names_the_groups_of_a_misspelt_target():
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "vision_trunc" in text and all(g in text for g in TARGET_GROUPS)
+
+
+def test_a_lora_checkpoint_into_a_model_without_those_adapters_is_an_error(tiny_sam3):
+    """A LoRA run's checkpoint loaded into a model built without model.lora (predict/eval with -c of the
+    plain config, phase 2 without LoRA from a LoRA phase 1) loaded its base weights and dropped the
+    adapters as 'unexpected' keys: the model predicted as the untrained base, without a word."""
+    from sam3_angio.model.checkpoint import CheckpointError, load_into
+
+    lora = copy.deepcopy(tiny_sam3)
+    apply_lora(lora, {**ALL, "targets": ["vision_trunk"]})
+    sd = {k: v + 0.01 if "lora_B" in k else v for k, v in lora.state_dict().items()}
+    plain = copy.deepcopy(tiny_sam3)
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"holds LoRA adapters, \d+ of whose tensors have no place in this "
+                                              r"model .*model\.lora\.enabled=true"):
+        load_into(plain, sd, "lora_run.pt")
+    assert all(torch.equal(v, before[k]) for k, v in plain.state_dict().items())  # nothing loaded
+    other_r = copy.deepcopy(tiny_sam3)
+    apply_lora(other_r, {**ALL, "r": 2, "targets": ["vision_trunk"]})
+    with pytest.raises(CheckpointError, match="tensors do not fit this model"):
+        load_into(other_r, sd, "lora_run.pt")
+    same = copy.deepcopy(tiny_sam3)
+    apply_lora(same, {**ALL, "targets": ["vision_trunk"]})
+    report = load_into(same, sd, "lora_run.pt")
+    assert not report.unexpected and not report.missing
+
+
+def test_an_adapter_with_nan_values_is_refused(tiny_sam3, tmp_path):
+    """Merged into the base, one NaN adapter tensor made every prediction NaN: 0 segments, quietly."""
+    from sam3_angio.model.adapters import load_adapter, save_adapter
+    from sam3_angio.model.checkpoint import CheckpointError
+
+    trained = _lora_wrapper(tiny_sam3, {**ALL, "targets": ["vision_trunk"]})
+    sd = dict(trained.state_dict())
+    key = next(k for k in sd if "lora_B" in k)
+    sd[key] = torch.full_like(sd[key], float("nan"))
+    path = tmp_path / "adapter.pt"
+    assert save_adapter(sd, str(path), {"task": "cass"})
+    with pytest.raises(CheckpointError, match=rf"adapter .*adapter\.pt holds NaN or inf values in 1 tensors \(first: "
+                                              rf"{re.escape(key)}\)"):
+        load_adapter(_lora_wrapper(tiny_sam3, {**ALL, "targets": ["vision_trunk"]}), str(path), check_base=False)
