@@ -265,6 +265,7 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
     """
     from sam3_angio.model.builders import ModelChoiceError, resolve_model_name
 
+    require_run_keys(cfg)
     base = Path(base_dir or Path.cwd())
     with open_dict(cfg):
         for key in ("demo_data_root", "data_root", "experiment_dir", "sam3_checkpoint", "phase1_checkpoint"):
@@ -284,6 +285,32 @@ def finalize(cfg: DictConfig, base_dir: Optional[Path] = None) -> DictConfig:
         except ModelChoiceError as e:
             raise ConfigError(str(e)) from None
     return set_accelerator(cfg, resolve_accelerator(cfg.trainer.accelerator, cuda))
+
+
+#: What every run config has (the phase configs get them from their ``defaults:`` list of base/ files).
+RUN_KEYS = ("experiment_name", "data.task", "model.name", "paths.data_root", "paths.experiment_dir",
+            "trainer._target_", "trainer.accelerator")
+
+
+def require_run_keys(cfg: DictConfig) -> None:
+    """A config given with ``-c`` is a run config: a base fragment (``base/paths.yaml``) or a hand-written
+    file without a key the tools read was an OmegaConf traceback from ``finalize``."""
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    source = OmegaConf.select(cfg, "config_source") or "the config"
+    for key in RUN_KEYS:
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+            problem = f"it has no {key}" if value is None else None
+        except MissingMandatoryValue:
+            problem = f"it leaves {key} unset (???)"
+        except OmegaConfBaseException as e:
+            problem = f"{key} does not resolve ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
+        if problem:
+            raise ConfigError(
+                f"config {source} is not a run config: {problem}. Pass a phase config "
+                f"(configs/angiography/vessel_segmentation.yaml, cass.yaml, stenosis.yaml, study.yaml) or one whose "
+                f"defaults list includes the base/ files")
 
 
 def set_accelerator(cfg: DictConfig, accelerator: str) -> DictConfig:

@@ -82,3 +82,18 @@ def test_a_damaged_config_file_is_one_line_naming_it(tmp_path):
             compose(str(path), ["model.name=sam3_tiny"])
         assert str(e.value).startswith(f"config {path} ") and needle in str(e.value), str(e.value)
         assert "\n" not in str(e.value)
+
+
+def test_a_config_fragment_or_an_unset_task_is_not_a_run_config():
+    """tools/train.py -c configs/angiography/base/paths.yaml (a fragment) or data.task=??? was an OmegaConf
+    traceback from finalize (InterpolationKeyError / MissingMandatoryValue)."""
+    import pytest
+
+    from sam3_angio.config import compose, finalize
+    from sam3_angio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"base/paths\.yaml is not a run config: it has no experiment_name\. "
+                                          r"Pass a phase config"):
+        finalize(compose("configs/angiography/base/paths.yaml"))
+    with pytest.raises(ConfigError, match=r"cass\.yaml is not a run config: it leaves data\.task unset"):
+        finalize(compose("cass", ["data.task=???"]))
