@@ -277,6 +277,11 @@ def _check_task(cfg: DictConfig, meta: Mapping[str, Any], checkpoint: str) -> No
             f"checkpoint {checkpoint} was trained for the {task!r} task, but the config is for "
             f"{cfg.data.task!r}: pass the config of that run (e.g. -c configs/angiography/"
             f"{'vessel_segmentation' if task == 'vessel' else task}.yaml)")
+    size = meta.get("model")
+    if size and size != OmegaConf.select(cfg, "model.resolved"):  # before the other size's model is built
+        raise CheckpointError(
+            f"checkpoint {checkpoint} holds {size} weights, but the config builds {cfg.model.resolved} "
+            f"(model.name): drop that override, or pass model.name={size}")
     want = OmegaConf.select(cfg, "model.class_ids")
     have = meta.get("class_ids")
     if have and want is not None and list(have) != list(want):

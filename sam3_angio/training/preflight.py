@@ -276,6 +276,9 @@ def check_numbers(cfg: DictConfig, report: CheckReport) -> None:
         if value is None or not _whole(value, minimum):
             where = f" (from {user_key.replace('<model>', str(cfg.model.resolved))})" if user_key else ""
             report.errors.append(f"{key} = {value!r}{where}: expected a whole number >= {minimum}")
+    mode = OmegaConf.select(cfg, "trainer.mode")
+    if mode not in ("train", "train_only", "val"):
+        report.errors.append(f"trainer.mode = {mode!r}: expected train, train_only or val")
     for key in ("model.lora.enabled", "model.enable_segmentation"):
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):

@@ -101,3 +101,23 @@ def test_nan_weights_are_refused_at_load(tmp_path):
     with pytest.raises(CheckpointError, match=r"nan\.pt holds NaN or inf values in 1 of its 2 tensors \(first: weight"):
         load_into(module, sd, "nan.pt", strict_shapes_under=())
     assert torch.equal(module.weight.detach(), before)  # nothing was loaded
+
+
+def test_predictor_refuses_a_checkpoint_of_another_model_size_before_building_it(tmp_path, monkeypatch):
+    """-c CONFIG model.name=sam3 with a sam3_tiny run's checkpoint built the 840 M model (a minute and GBs
+    on a CPU) only to find that no backbone tensor fits."""
+    import sam3.model_builder
+
+    from sam3_angio.inference.predictor import Predictor
+    from sam3_angio.model.tiny import build_sam3_tiny
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": build_sam3_tiny().state_dict(), "epoch": 1,
+                "angio": {"task": "vessel", "model": "sam3_tiny", "class_ids": None}}, path)
+
+    def never(**kw):
+        raise AssertionError("the real model was built for a sam3_tiny checkpoint")
+
+    monkeypatch.setattr(sam3.model_builder, "build_sam3_image_model", never)
+    with pytest.raises(CheckpointError, match="holds sam3_tiny weights, but the config builds sam3 .*=sam3_tiny"):
+        Predictor.from_checkpoint(str(path), "vessel_segmentation", ["model.name=sam3"])

@@ -226,6 +226,7 @@ def test_a_finished_run_started_again_is_an_error_not_a_second_validation(tiny_d
     ("scratch.lr_vision_backbone=nan", "base_lr = nan"),
     ("scratch.wd=-0.1", "trainer.optim.options.weight_decay[0].scheduler.value = -0.1 (from scratch.wd)"),
     ("model.lora.enabled=maybe", "model.lora.enabled = 'maybe': expected true or false"),
+    ("trainer.mode=trian", "trainer.mode = 'trian': expected train, train_only or val"),
 ])
 def test_counts_and_rates_out_of_range_stop_before_anything_is_written(tiny_data_root, tmp_path, override, needle):
     """trainer.max_epochs=0 trained nothing, wrote the random weights as checkpoint_best.pt and their metrics,
