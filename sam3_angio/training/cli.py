@@ -195,6 +195,8 @@ def _main(args: argparse.Namespace) -> int:
             with ExperimentLock(p1.paths.experiment_dir):
                 phase1 = showcase.run_phase1(cfg, p1)
         metrics = launch_local(cfg, num_ranks=int(cfg.launcher.gpus_per_node))
+        if p1 is None:  # a resumed demo run: its figures and summary keep the phase 1 it trained first
+            p1, untrained, phase1 = showcase.resumed_demo(cfg, args.overrides, args)
         figures = {}
         try:
             figures = showcase.write_figures(cfg, untrained, phase1=p1)

@@ -60,6 +60,35 @@ def phase1_config(cfg: DictConfig, overrides: Sequence[str], args) -> DictConfig
     return _compose("vessel_segmentation", p1_overrides, args)
 
 
+def resumed_demo(cfg: DictConfig, overrides: Sequence[str], args):
+    """``(phase 1 config, untrained metrics, phase 1 metrics)`` of the phase 1 a demo run trained first,
+    when this start resumes that run (its folder has ``learning_summary.json`` and phase 1's folder its
+    metrics), so its learning curve and summary keep phase 1 and the untrained start; else Nones. (A
+    resumed demo redrew learning_curve.png without them and the overlay from phase 2's predictions.)"""
+    if OmegaConf.select(cfg, "data.task") != "cass" or not os.path.isfile(
+            os.path.join(cfg.paths.experiment_dir, SUMMARY_JSON)):
+        return None, None, None
+    ckpt = OmegaConf.select(cfg, "paths.phase1_checkpoint")
+    phase1_dir = os.path.dirname(os.path.dirname(ckpt)) if ckpt else None
+    if not phase1_dir or not os.path.isfile(os.path.join(phase1_dir, "metrics.json")):
+        return None, None, None
+
+    def read(path):
+        try:
+            with open(path) as f:
+                out = json.load(f)
+            return out if isinstance(out, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    try:
+        p1 = phase1_config(cfg, overrides, args)
+    except Exception:  # the figures are a bonus: never a reason to fail a finished training
+        return None, None, None
+    untrained = read(os.path.join(phase1_dir, "untrained", "metrics.json"))
+    return p1, untrained, read(os.path.join(phase1_dir, "metrics.json"))
+
+
 def score_untrained(p1: DictConfig) -> Optional[Dict[str, float]]:
     """Phase 1 validation metrics (whole tree, one query a frame) of the model as it starts, random
     weights: SAM3's trainer in ``val`` mode, written under ``<phase 1 experiment_dir>/untrained``."""

@@ -63,3 +63,9 @@ def test_main_job_generates_data_trains_phase1_then_phase2_draws_figures_and_res
     assert "training phase 1" not in again.stdout
     assert not _loaded_lines(again.stdout)
     assert "Resuming training from epoch: 1" in (exp / "logs" / "log.txt").read_text()
+    # ...and its figures and summary keep the phase 1 it trained first (they were redrawn without it)
+    assert "learnt (validation, whole tree; untrained start -> after phase 1)" in again.stdout, again.stdout[-3000:]
+    resumed = json.loads((exp / "learning_summary.json").read_text())
+    assert resumed["phase1"] == summary["phase1"] and resumed["untrained"] == summary["untrained"]
+    final = json.loads((exp / "metrics.json").read_text())
+    assert all(resumed["phase2"][k] == final[k] for k in resumed["phase2"])
