@@ -429,7 +429,7 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
 
     resolved = OmegaConf.select(cfg, "model.resolved")
 
-    def read(key: str, path: str, parts) -> None:
+    def read(key: str, path: str, parts, hint: str = "") -> None:
         try:
             obj = load_torch_file(path, key.split(".")[-1].replace("_", " "), mmap=True)
             meta = obj.get("angio") if isinstance(obj, dict) else None
@@ -446,7 +446,7 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
             if parts:
                 require_parts(sam3_image_keys(sd), parts, path)
         except UserError as e:
-            report.errors.append(f"{key}: {e}")
+            report.errors.append(f"{key}: {e}{hint}")
 
     sam3 = OmegaConf.select(cfg, "paths.sam3_checkpoint")
     if resolved == "sam3" and sam3 and os.path.isfile(sam3):
@@ -466,7 +466,9 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
         from sam3_angio.model.init import phase1_choice
 
         chosen, _ = phase1_choice(path, bool(OmegaConf.select(cfg, "init.phase1_best", default=True)))
-        read("paths.phase1_checkpoint", chosen, SAM3_IMAGE_PARTS)
+        read("paths.phase1_checkpoint", chosen, SAM3_IMAGE_PARTS,
+             "" if chosen == path else f" (phase 1's best checkpoint, used before the {os.path.basename(path)} "
+                                       f"given; init.phase1_best=false starts from that one)")
     elif path:
         from sam3_angio.training.showcase import wants_phase1_first
 

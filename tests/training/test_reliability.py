@@ -318,6 +318,13 @@ def test_start_weights_are_checked_before_the_model_is_built(tiny_data_root, tmp
     assert proc.returncode == 1 and "holds sam3 weights, but this run trains sam3_tiny" in proc.stdout, proc.stdout
     tiny = _tiny_phase1(tmp_path / "tiny" / "checkpoint.pt")
     assert check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tiny}", "--check"]).returncode == 0
+    # phase 1's checkpoint_best.pt beside it is what phase 2 loads: a damaged one says so, and the way around it
+    (tiny.parent / "checkpoint_best.pt").write_bytes(tiny.read_bytes()[:1000])
+    proc = check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tiny}", "--check"])
+    assert proc.returncode == 1 and "checkpoint_best.pt is truncated or damaged" in proc.stdout
+    assert "init.phase1_best=false starts from that one" in proc.stdout, proc.stdout
+    assert check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tiny}", "init.phase1_best=false",
+                        "--check"]).returncode == 0
     proc = check_train(["-c", CASS, *over, "model.name=sam3", f"paths.sam3_checkpoint={tiny}",
                         "init.require_phase1=false", "--check"])
     assert proc.returncode == 1 and "paths.sam3_checkpoint" in proc.stdout and \
