@@ -70,15 +70,23 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
         finally:
             GlobalHydra.instance().clear()
 
+    for override in overrides:  # Hydra's own answer to '=3' is a ValueError traceback from its defaults list
+        prefix, key = _override_key(override)
+        if not key or ("=" not in override and not prefix.startswith("~")):
+            raise ConfigError(f"override {override.strip()!r} is not key=value (e.g. trainer.max_epochs=3; "
+                              f"+key=value adds a key, ~key removes one)")
     try:
         cfg = _compose(overrides)
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError, ValueError) as e:
         base = _try_compose(_compose, [o for o in overrides if not o.lstrip().startswith(("+", "~"))])
         if base is None:
             base = _try_compose(_compose, [])
         if base is not None:
             check_override_keys(base, overrides, config)
-        raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {e}") from None
+        # one line: Hydra's parse errors span three (the error, the grammar's words, a link)
+        why = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("See https"))
+        raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {why} "
+                          f"(override grammar: https://hydra.cc/docs/1.2/advanced/override_grammar/basic)") from None
     added = [o for o in overrides if o.lstrip().startswith("+")]
     if added:
         base = _try_compose(_compose, [o for o in overrides if o not in added])

@@ -97,3 +97,18 @@ def test_a_config_fragment_or_an_unset_task_is_not_a_run_config():
         finalize(compose("configs/angiography/base/paths.yaml"))
     with pytest.raises(ConfigError, match=r"cass\.yaml is not a run config: it leaves data\.task unset"):
         finalize(compose("cass", ["data.task=???"]))
+
+
+def test_a_malformed_override_is_one_line():
+    """'=3' was a ValueError traceback from Hydra's defaults list; Hydra's parse errors spanned three lines."""
+    import pytest
+
+    from sam3_angio.config import compose
+    from sam3_angio.errors import ConfigError
+
+    for bad in ("=3", "trainer.max_epochs"):
+        with pytest.raises(ConfigError, match=rf"override '{bad}' is not key=value \(e\.g\. trainer\.max_epochs=3"):
+            compose("cass", [bad])
+    with pytest.raises(ConfigError) as e:
+        compose("cass", ["trainer.max_epochs=[1,"])
+    assert "no viable alternative at input '[1,'" in str(e.value) and "\n" not in str(e.value)

@@ -155,7 +155,7 @@ def _main(args: argparse.Namespace) -> int:
         # The demo trains phase 1 first: its config is checked now too, not after the untrained scoring.
         p1 = showcase.phase1_config(cfg, args.overrides, args)
         report.errors += [f"phase 1 (trained first, into {p1.paths.experiment_dir}): {e}"
-                          for e in check_config(p1).errors]
+                          for e in check_config(p1).errors if e not in report.errors]  # not said twice
     if args.check:
         print(report.render())
         return 0 if report.ok else 1
