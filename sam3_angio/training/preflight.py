@@ -445,6 +445,11 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
                                 f"(model.name): pass a {resolved} checkpoint, or model.name={meta['model']}")
             if parts:
                 require_parts(sam3_image_keys(sd), parts, path)
+            lora = [k for k in sd if "lora_" in k]
+            if lora and not OmegaConf.select(cfg, "model.lora.enabled"):  # load_into refuses it after the build
+                raise UserError(f"{path} holds LoRA adapters ({len(lora)} tensors, first {lora[0]}) and this run has "
+                                f"no LoRA (model.lora.enabled=false): they would be dropped; pass "
+                                f"model.lora.enabled=true with the r and targets of its run")
         except UserError as e:
             report.errors.append(f"{key}: {e}{hint}")
 

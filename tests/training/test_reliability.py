@@ -325,6 +325,14 @@ def test_start_weights_are_checked_before_the_model_is_built(tiny_data_root, tmp
     assert "init.phase1_best=false starts from that one" in proc.stdout, proc.stdout
     assert check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tiny}", "init.phase1_best=false",
                         "--check"]).returncode == 0
+    import torch
+
+    lora = torch.load(tiny, map_location="cpu", weights_only=True)
+    lora["model"]["transformer.x.lora_A.default.weight"] = torch.zeros(2, 2)
+    torch.save(lora, tmp_path / "lora_p1.pt")
+    proc = check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={tmp_path / 'lora_p1.pt'}", "--check"])
+    assert proc.returncode == 1 and "holds LoRA adapters (1 tensors" in proc.stdout, proc.stdout
+    assert "model.lora.enabled=true" in proc.stdout
     proc = check_train(["-c", CASS, *over, "model.name=sam3", f"paths.sam3_checkpoint={tiny}",
                         "init.require_phase1=false", "--check"])
     assert proc.returncode == 1 and "paths.sam3_checkpoint" in proc.stdout and \
