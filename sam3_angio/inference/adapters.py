@@ -54,6 +54,11 @@ class AdapterError(UserError):
 def find_adapters(folder: str) -> Dict[str, str]:
     """``{group: path of its adapter.pt}`` of an adapters folder (layout in the module docstring)."""
     root = Path(folder)
+    if root.is_file():
+        raise AdapterError(f"--adapters {folder}: is a file; --adapters takes the folder that holds one "
+                           f"<group>/adapter.pt per vessel group (DIR/rca/adapter.pt, DIR/left/adapter.pt; "
+                           f"docs/finetuning.md); for one LoRA run on every frame give its checkpoint.pt as "
+                           f"--checkpoint")
     if not root.is_dir():
         raise AdapterError(f"--adapters {folder}: no such folder; expected DIR/<group>/adapter.pt (e.g. DIR/rca/, "
                            f"DIR/left/), one folder per vessel group (docs/finetuning.md)")

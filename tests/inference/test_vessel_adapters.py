@@ -108,6 +108,10 @@ def test_vessel_flag_picks_that_adapter_and_without_it_the_higher_total_score_wi
 def test_adapters_errors_name_the_folder_the_group_and_the_mismatch(adapter_set, tiny_data_root, tmp_path, capsys):
     assert _predict(adapter_set, tiny_data_root, tmp_path / "a", "--adapters", str(tmp_path / "nope")) == 2
     assert "--adapters" in capsys.readouterr().err
+    one = next((adapter_set / "adapters").rglob("adapter.pt"))  # the file, not its folder
+    assert _predict(adapter_set, tiny_data_root, tmp_path / "a2", "--adapters", str(one)) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "<group>/adapter.pt" in err and "no such folder" not in err
     assert _predict(adapter_set, tiny_data_root, tmp_path / "b", "--adapters", str(adapter_set / "adapters"),
                     "--vessel", "lad") == 2
     err = capsys.readouterr().err
