@@ -133,16 +133,17 @@ def _load_failure(e: Exception) -> str:
     return f"cannot be read ({type(e).__name__}: {(text.splitlines() or [''])[0][:160]})"
 
 
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
+def read_checkpoint(path: str, what: str = "checkpoint", mmap: bool = False
+                    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
     """``(tensors, run info)`` from a checkpoint file: ``sam3.pt``, a SAM3 trainer ``checkpoint.pt``
     (``model`` key; our trainer adds ``angio``: task, classes, model) or a bare state dict. Loaded with
-    ``weights_only=True``: a checkpoint is untrusted input."""
-    obj = load_torch_file(path)
+    ``weights_only=True``: a checkpoint is untrusted input. ``mmap``: see :func:`load_torch_file`."""
+    obj = load_torch_file(path, what, mmap=mmap)
     meta = dict(obj.get("angio") or {}) if isinstance(obj, Mapping) and isinstance(obj.get("angio"), Mapping) else {}
     if isinstance(obj, Mapping) and isinstance(obj.get("adapter"), Mapping) and "model" not in obj:
         raise CheckpointError(
             f"{path} is an adapter file (LoRA matrices and heads only), not a full checkpoint: pass the "
-            f"checkpoint.pt beside it, or the base as --checkpoint and its folder with --adapters")
+            f"checkpoint.pt of its run (to predict: or the base as --checkpoint and its folder with --adapters)")
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -4,6 +4,7 @@ or stops and says so; ``--restart`` keeps the old run's files aside; a lock file
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -38,13 +39,27 @@ def resume_checkpoint(cfg: DictConfig) -> Optional[str]:
     return path if path and os.path.isfile(path) else None
 
 
+@functools.lru_cache(maxsize=2)
+def _load_head(path: str, mtime_ns: int, size: int) -> Any:
+    from sam3_angio.model.checkpoint import load_torch_file
+
+    return load_torch_file(path, "checkpoint", mmap=True)
+
+
+def resume_head(ckpt_path: str) -> Any:
+    """The folder's ``checkpoint.pt`` as ``torch.load`` gives it, memory-mapped (the keys of a large
+    checkpoint cost little), read once however many checks look at it (keyed by path, mtime and size,
+    so a checkpoint saved since is read again); raises ``CheckpointError``."""
+    st = os.stat(ckpt_path)
+    return _load_head(ckpt_path, st.st_mtime_ns, st.st_size)
+
+
 def resumable_error(ckpt_path: str) -> Optional[str]:
-    """Why ``ckpt_path`` cannot be resumed from (truncated, not a checkpoint, not a trainer's), or None.
-    Memory-mapped, so reading the keys of a large checkpoint costs little."""
-    from sam3_angio.model.checkpoint import CheckpointError, load_torch_file
+    """Why ``ckpt_path`` cannot be resumed from (truncated, not a checkpoint, not a trainer's), or None."""
+    from sam3_angio.model.checkpoint import CheckpointError
 
     try:
-        head = load_torch_file(ckpt_path, "checkpoint", mmap=True)
+        head = resume_head(ckpt_path)
     except CheckpointError as e:
         return f"{ckpt_path} cannot be resumed from: it {getattr(e, 'reason', e)}; move it away, or use --restart"
     missing = [k for k in ("model", "optimizer", "epoch", "steps", "loss")
@@ -63,10 +78,10 @@ def resumable_error(ckpt_path: str) -> Optional[str]:
 
 def _checkpoint_run_info(ckpt_path: str) -> Dict[str, Any]:
     """The ``angio`` run info (task, model, class_ids, vessel_group) our trainer writes into a checkpoint."""
-    from sam3_angio.model.checkpoint import CheckpointError, load_torch_file
+    from sam3_angio.model.checkpoint import CheckpointError
 
     try:
-        head = load_torch_file(ckpt_path, "checkpoint", mmap=True)
+        head = resume_head(ckpt_path)
     except CheckpointError:
         return {}  # resumable_error says why
     info = head.get("angio") if isinstance(head, dict) else None

@@ -402,15 +402,14 @@ def finished_run(cfg: DictConfig, ckpt: str) -> Optional[str]:
     """Why resuming ``ckpt`` would train nothing (its run already trained ``trainer.max_epochs``
     epochs), or None. SAM3 would skip the training loop, validate again and rewrite metrics, predictions
     and checkpoint_best.pt (the demo also its learning curve, without phase 1) as a finished run."""
-    import torch
+    from sam3_angio.training.experiment import resume_head
 
     if OmegaConf.select(cfg, "trainer.mode") not in ("train", "train_only"):
         return None
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not _whole(max_epochs, 1):
         return None  # check_numbers says so
-    head = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    epoch = head.get("epoch")
+    epoch = resume_head(ckpt).get("epoch")  # resumable_error read it: a dict of a trainer's checkpoint
     if not _whole(epoch, 0) or epoch < max_epochs:
         return None
     return (f"{ckpt} is a finished run: it trained {epoch} epoch(s), trainer.max_epochs={max_epochs}, so "
@@ -424,23 +423,15 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
     must be readable torch files of tensors, of the model size being trained."""
     from sam3_angio.errors import UserError
     from sam3_angio.model.builders import SAM3_IMAGE_PARTS
-    from sam3_angio.model.checkpoint import load_torch_file, require_parts, sam3_image_keys
+    from sam3_angio.model.checkpoint import read_checkpoint, require_parts, sam3_image_keys
     from sam3_angio.training.experiment import resume_checkpoint
 
     resolved = OmegaConf.select(cfg, "model.resolved")
 
     def read(key: str, path: str, parts, hint: str = "") -> None:
         try:
-            obj = load_torch_file(path, key.split(".")[-1].replace("_", " "), mmap=True)
-            meta = obj.get("angio") if isinstance(obj, dict) else None
-            if isinstance(obj, dict) and isinstance(obj.get("adapter"), dict) and "model" not in obj:
-                raise UserError(f"{path} is an adapter file (LoRA matrices only), not a full checkpoint: pass "
-                                f"the checkpoint.pt of its run")
-            sd = obj["model"] if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
-            sd = {k: v for k, v in sd.items() if hasattr(v, "shape")} if isinstance(sd, dict) else {}
-            if not sd:
-                raise UserError(f"{path} holds no tensors (found {type(obj).__name__})")
-            if isinstance(meta, dict) and meta.get("model") and meta["model"] != resolved:
+            sd, meta = read_checkpoint(path, key.split(".")[-1].replace("_", " "), mmap=True)
+            if meta.get("model") and meta["model"] != resolved:
                 raise UserError(f"{path} holds {meta['model']} weights, but this run trains {resolved} "
                                 f"(model.name): pass a {resolved} checkpoint, or model.name={meta['model']}")
             if parts:
