@@ -7,7 +7,7 @@ whose compression noise is non-zero, is thresholded half-way between its darkest
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -59,28 +59,39 @@ def mask_shape(path: PathLike) -> Tuple[int, int]:
 LOSSY_SUFFIXES = (".jpg", ".jpeg")  # JPEG blurs a mask's edges into many grey values
 
 
+def without_alpha(arr: np.ndarray) -> np.ndarray:
+    """``(H, W, 2|4)`` grey + alpha / RGBA -> its colour planes ``(H, W, 1|3)``, or the alpha ``(H, W, 1)``
+    when the colour is constant and the alpha varies (a mask painted through its alpha channel); any
+    other array unchanged."""
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        colour, alpha = arr[..., :-1], arr[..., -1]
+        return alpha[..., None] if colour.min() == colour.max() and alpha.min() != alpha.max() else colour
+    return arr
+
+
+def lossy_foreground(arr: np.ndarray, path: Path) -> Optional[np.ndarray]:
+    """For a lossy file (JPEG), whose compression noise would turn the whole background into vessel, the
+    mask thresholded half-way between its darkest and brightest value; None for any other file."""
+    if path.suffix.lower() not in LOSSY_SUFFIXES or not arr.size:
+        return None
+    lo, hi = float(arr.min()), float(arr.max())
+    return arr > (lo + hi) / 2 if hi > lo else np.zeros(arr.shape, bool)
+
+
 def _foreground(arr: np.ndarray, path: Path) -> np.ndarray:
     """A mask array as read -> ``(H, W)`` bool: any non-zero value is foreground, except in a lossy
-    file (JPEG), whose compression noise would turn the whole background into vessel: there the
-    threshold is half-way between the darkest and the brightest value."""
+    file (JPEG, :func:`lossy_foreground`)."""
     if arr.dtype.kind not in "biuf":
         raise MaskError(f"mask '{path}' holds {arr.dtype} values; expected numbers (0 = background)")
-    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # grey + alpha, RGBA
-        colour, alpha = arr[..., :-1], arr[..., -1]
-        if colour.min() == colour.max() and alpha.min() != alpha.max():
-            arr = alpha  # a constant colour painted through its alpha channel: the alpha is the mask
-        else:
-            arr = colour
+    arr = without_alpha(arr)
     if arr.ndim == 3 and arr.shape[2] in (1, 3):
         arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise MaskError(f"mask '{path}' has shape {arr.shape}; expected a 2-D (H, W) mask")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise MaskError(f"mask '{path}' holds NaN or infinite values; expected 0 for background, non-zero for vessel")
-    if path.suffix.lower() in LOSSY_SUFFIXES and arr.size:
-        lo, hi = float(arr.min()), float(arr.max())
-        return arr > (lo + hi) / 2 if hi > lo else np.zeros(arr.shape, bool)
-    return arr != 0
+    lossy = lossy_foreground(arr, path)
+    return lossy if lossy is not None else arr != 0
 
 
 def read_mask(path: PathLike) -> np.ndarray:

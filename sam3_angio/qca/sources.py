@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
 from ..cass import CASS_BY_ID, SYNTAX_TO_CASS
+from ..data.masks import lossy_foreground, without_alpha
 from .errors import NonBinaryMaskError, QCAInputError
 
 PathLike = Union[str, Path]
@@ -40,9 +41,6 @@ class MaskItem:
 
 # ----------------------------------------------------------------------------------------------
 # Files
-
-
-LOSSY_SUFFIXES = (".jpg", ".jpeg")  # JPEG blurs a binary mask's edges into many grey values
 
 
 def read_mask_file(path: PathLike) -> np.ndarray:
@@ -73,11 +71,7 @@ def read_mask_file(path: PathLike) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] == 1 and arr.shape[2] > 4:
         arr = arr[0]  # a stack of one mask, (1, H, W)
     if arr.ndim == 3 and arr.shape[2] <= 4:
-        if arr.shape[2] in (2, 4):  # grey + alpha, RGBA
-            colour, alpha = arr[..., :-1], arr[..., -1]
-            if colour.min() == colour.max() and alpha.min() != alpha.max():
-                colour = alpha[..., None]  # a constant colour painted through its alpha: the alpha is the mask
-            arr = colour
+        arr = without_alpha(arr)
         if arr.shape[2] > 1 and not np.all(arr == arr[..., :1]):
             raise NonBinaryMaskError(f"mask '{path}' is a colour image with differing channels; expected a "
                                      f"binary (single-channel) mask")
@@ -87,9 +81,9 @@ def read_mask_file(path: PathLike) -> np.ndarray:
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise NonBinaryMaskError(f"mask '{path}' holds NaN or infinite values; expected 0 for background and "
                                  f"one foreground value")
-    if path.suffix.lower() in LOSSY_SUFFIXES and arr.size:
-        lo, hi = float(arr.min()), float(arr.max())
-        return arr > (lo + hi) / 2 if hi > lo else np.zeros(arr.shape, bool)
+    lossy = lossy_foreground(arr, path)
+    if lossy is not None:
+        return lossy
     values = np.unique(arr)
     if len(values) > 2 or (len(values) == 2 and values[0] != 0):
         raise NonBinaryMaskError(
