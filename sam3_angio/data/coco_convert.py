@@ -56,6 +56,16 @@ class _Image:
 MAX_MASK_FRACTION = 0.5
 
 
+def _unusable_mask(mask: np.ndarray, label: str) -> Optional[str]:
+    """Why a frame's mask (``label``: "mask 'x.png'") cannot be an annotation - empty, or inverted - or None."""
+    if not mask.any():
+        return f"{label} is empty"
+    if mask.mean() > MAX_MASK_FRACTION:
+        return (f"{label} covers {100 * mask.mean():.1f} % of the frame: is it inverted (vessel 0, background "
+                f"non-zero)?")
+    return None
+
+
 def _safe_stem(cell: str) -> str:
     stem = Path(cell).stem or "frame"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
@@ -142,13 +152,9 @@ def _annotations_for(img: _Image, task: str, shape: Tuple[int, int]) -> Tuple[Li
             except MaskError as e:
                 fail(cr, "deepsa_pseudo_label_path", str(e))
                 continue
-            if not seen[key].any():
-                fail(cr, "deepsa_pseudo_label_path", f"pseudo-label '{cr.row.raw.get('deepsa_pseudo_label_path')}' is empty")
-                continue
-            if seen[key].mean() > MAX_MASK_FRACTION:
-                fail(cr, "deepsa_pseudo_label_path", f"pseudo-label '{cr.row.raw.get('deepsa_pseudo_label_path')}' "
-                                                     f"covers {100 * seen[key].mean():.1f} % of the frame: is it "
-                                                     f"inverted (vessel 0, background non-zero)?")
+            unusable = _unusable_mask(seen[key], f"pseudo-label '{cr.row.raw.get('deepsa_pseudo_label_path')}'")
+            if unusable:
+                fail(cr, "deepsa_pseudo_label_path", unusable)
                 continue
             union |= seen[key]
             used.append(cr.row.row)
@@ -167,13 +173,9 @@ def _annotations_for(img: _Image, task: str, shape: Tuple[int, int]) -> Tuple[Li
         if seg.shape != shape:
             fail(cr, "vessel_mask_actual_path", f"mask has shape {seg.shape}, the frame {shape}")
             continue
-        if not seg.any():
-            fail(cr, "vessel_mask_actual_path", f"mask '{r.raw.get('vessel_mask_actual_path')}' is empty")
-            continue
-        if seg.mean() > MAX_MASK_FRACTION:
-            fail(cr, "vessel_mask_actual_path", f"mask '{r.raw.get('vessel_mask_actual_path')}' covers "
-                                                f"{100 * seg.mean():.1f} % of the frame: is it inverted (vessel 0, "
-                                                f"background non-zero)?")
+        unusable = _unusable_mask(seg, f"mask '{r.raw.get('vessel_mask_actual_path')}'")
+        if unusable:
+            fail(cr, "vessel_mask_actual_path", unusable)
             continue
         meta = {
             "cass_segment": r.cass_segment,

@@ -129,12 +129,8 @@ class GroundTruth:
                         f"{where}: images[{i}] has no {k!r} (a COCO image needs id, height, width)")
             _check_id(im["id"], f"{where}: images[{i}] has id", ids)
             for k in ("height", "width"):
-                v = im[k]
-                try:  # a JSON number ("512" in quotes would pass float() here and fail int() later)
-                    ok = isinstance(v, (int, float)) and float(v).is_integer() and int(v) > 0
-                except (TypeError, ValueError, OverflowError):
-                    ok = False
-                if not ok or isinstance(v, bool):
+                v = im[k]  # a JSON number: "512" in quotes would fail int() later
+                if not (_finite(v) and float(v).is_integer() and v > 0):
                     raise EvaluationInputError(f"{where}: images[{i}] (id {im['id']!r}) has {k} {v!r}; expected a "
                                                f"positive number of pixels")
             if im["id"] in ids:
