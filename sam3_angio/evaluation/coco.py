@@ -146,5 +146,6 @@ class CocoEvaluator(DatasetEvaluator):
             for cid in self.gt.cat_ids:
                 base = f"per_class.{self.gt.cat_keys[cid]}"
                 out[f"{base}.category_id"] = cid
+                out[f"{base}.name"] = self.gt.cat_names[cid]
                 out[f"{base}.n_gt"] = n_gt.get(cid, 0)
         return out

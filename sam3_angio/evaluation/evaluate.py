@@ -124,6 +124,7 @@ def evaluate_predictions(
     if not coco_ev:
         for cid in gt.cat_ids:
             metrics[f"per_class.{gt.cat_keys[cid]}.category_id"] = cid
+            metrics[f"per_class.{gt.cat_keys[cid]}.name"] = gt.cat_names[cid]
             metrics[f"per_class.{gt.cat_keys[cid]}.n_gt"] = sum(
                 1 for a in gt.coco.dataset["annotations"] if a["category_id"] == cid and not a.get("iscrowd", 0)
             )

@@ -123,7 +123,7 @@ def format_summary(m: Mapping[str, Any], per_class: bool = True) -> str:
             base = k[: -len(".category_id")]
             if not m.get(f"{base}.n_gt"):
                 continue
-            name = base[len("per_class."):]
+            name = str(m.get(f"{base}.name", base[len("per_class."):]))  # the file's name ('mid/distal LCX')
             rows.append(f"  {name[:36]:36s} {m[k]!s:>5} {m.get(f'{base}.n_gt'):6d}  "
                         + "  ".join(f"{t} AP {_f(m.get(f'{base}.{t}.AP'))}" for t in types))
         if rows:

@@ -129,3 +129,15 @@ def test_arcade_syntax_ground_truth_as_predictions_scores_1_everywhere():
     assert m["arcade.n_images"] == 200 and m["arcade.task"] == "segmentation"
     assert m["per_class.5.segm.AP"] == 1.0 and m["per_class.stenosis.segm.AP"] is None
     assert m["cass.top1"] is None and "several" in m["cass.skipped"]
+
+
+def test_per_class_table_prints_the_category_names_of_the_file_not_metric_keys(tmp_path):
+    from sam3_angio.evaluation.keys import format_summary
+    gt = synthetic_coco(n_images=3, seed=0)
+    gt["categories"][0]["name"] = "mid/distal LCX"
+    gt_path = _dump(tmp_path / "gt.json", gt)
+    m = evaluate_files(gt_path, gt_as_predictions(gt_path))
+    cid = gt["categories"][0]["id"]
+    assert m["per_class.mid_distal LCX.category_id"] == cid and m["per_class.mid_distal LCX.name"] == "mid/distal LCX"
+    table = format_summary(m)
+    assert "mid/distal LCX" in table and "mid_distal LCX" not in table
