@@ -21,7 +21,14 @@ Decisions (what a frame looks like after reading):
 - VOI LUT / WindowCenter / WindowWidth are read by nobody here and ignored on purpose: vendors set
   them for a viewer's display, and training frames were windowed by percentile, not by VOI.
 - MONOCHROME1 (white = low value) is inverted so that vessels are dark, as in MONOCHROME2 angiograms.
-  RGB / YBR / PALETTE COLOR files are refused (angiograms are grey).
+- Colour: a secondary-capture export of an angiogram is often RGB (or YBR_FULL / YBR_FULL_422, which
+  pydicom converts to RGB as it decodes; PlanarConfiguration 0 or 1) with R = G = B. Such a file is
+  read, and the decision is made per decoded frame, from its pixels: the three channels must agree
+  exactly (RGB, lossless syntax) or within :data:`GREY_TOLERANCE` grey levels at 8 bit (YBR, whose
+  conversion rounds, or a lossy syntax / LossyImageCompression 01), and the frame is their BT.601 luma
+  (the one channel when they agree exactly). A true colour frame (burnt-in coloured annotations) is
+  refused naming the frame and the channels' largest difference. PALETTE COLOR and other colour models
+  are refused from the header.
 - Compressed transfer syntaxes decode through pydicom's plugins: RLE natively, everything cath labs write
   (JPEG Lossless - the usual XA syntax -, JPEG-LS, JPEG 2000, JPEG baseline / extended) through GDCM
   (``python-gdcm``, a dependency). A syntax no installed plugin decodes raises :class:`DicomError`
@@ -29,7 +36,8 @@ Decisions (what a frame looks like after reading):
   files and bare datasets (no preamble or file meta header; their encoding as pydicom detects it) are read
   whole, as pydicom cannot stream their frames from the path.
 - Refused from the header, before any frame is decoded: no Pixel Data element (a header-only object),
-  Rows or Columns 0, an uncompressed file shorter than its frames. Broken spacing tags and broken angle
+  Rows or Columns 0, an uncompressed file shorter than its frames, a photometric interpretation other
+  than those above. Broken spacing tags and broken angle
   tags say how to give the value on the command line instead.
 
 Header (degrees and millimetres; per-frame functional groups of Enhanced XA are searched when a tag
@@ -68,6 +76,11 @@ PathLike = Union[str, Path]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 GREY = ("MONOCHROME1", "MONOCHROME2")
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422")  # read when the decoded frame is grey (module docstring)
+# Largest channel difference (grey levels at 8 bit, scaled to deeper data) of a grey frame stored as YBR
+# or compressed lossily: the YBR -> RGB conversion rounds, and JPEG quantises the chroma planes. A burnt-in
+# coloured annotation differs by tens to hundreds of levels.
+GREY_TOLERANCE = 8
 # A detector pixel is square; more than this relative difference between the row and column spacing
 # means the header is wrong or the image was resampled, and one mm-per-pixel number cannot hold.
 _ANISOTROPY_TOLERANCE = 0.02
@@ -78,6 +91,9 @@ _MM_HINT = "; fix the header or pass the isocenter spacing on the command line (
 _INSTALL_HINT = ("install sam3-angio's decoder again (pip install python-gdcm) or pydicom's other plugins "
                  "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg), or convert the file to "
                  "uncompressed DICOM (e.g. gdcmconv --raw) first")
+# pydicom's names of the transfer syntaxes whose decoded pixels may differ from the original (JPEG 2000 and
+# HTJ2K may be either)
+_LOSSY_SYNTAXES = ("JPEGBaseline8Bit", "JPEGExtended12Bit", "JPEGLSNearLossless", "JPEG2000", "HTJ2K")
 
 
 class DicomError(DataError):
@@ -92,7 +108,7 @@ class DicomHeader:
     n_frames: int
     rows: int
     columns: int
-    photometric: str  # MONOCHROME1 | MONOCHROME2
+    photometric: str  # MONOCHROME1 | MONOCHROME2 | RGB | YBR_FULL | YBR_FULL_422
     bits_stored: int
     rescale_slope: float
     transfer_syntax: str  # its name, e.g. "Explicit VR Little Endian"
@@ -101,6 +117,8 @@ class DicomHeader:
     spacing_source: str  # the rule used (see the module docstring) or "unknown"
     fps: Optional[float] = None  # RecommendedDisplayFrameRate, CineRate or 1000 / FrameTime
     sop_class: str = ""
+    samples_per_pixel: int = 1  # 3 for the colour models
+    lossy: bool = False  # a lossy transfer syntax or LossyImageCompression 01: colour channels may differ a little
     _meta: Any = field(default=None, repr=False, compare=False)  # the header Dataset (no pixel data)
 
 
@@ -265,11 +283,11 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
                          f"at least 1x1: the header is damaged")
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    if samples != 1 or photometric not in GREY:
+    if not ((samples == 1 and photometric in GREY) or (samples == 3 and photometric in COLOUR)):
         raise DicomError(
-            f"DICOM '{path}' is colour (SamplesPerPixel {samples}, PhotometricInterpretation "
-            f"{photometric}): RGB DICOM is not supported, expected grayscale XA (MONOCHROME1 or "
-            f"MONOCHROME2); export the angiogram in grey"
+            f"DICOM '{path}' has PhotometricInterpretation {photometric} with SamplesPerPixel {samples}; "
+            f"expected grey XA (MONOCHROME1 or MONOCHROME2, 1 sample) or a grey angiogram exported as "
+            f"{' / '.join(COLOUR)} (3 samples); export the angiogram in grey"
         )
     if not (1 <= bits_stored <= 16) or bits_alloc not in (8, 16):
         raise DicomError(f"DICOM '{path}' stores {bits_stored} bits in {bits_alloc}; expected "
@@ -292,11 +310,14 @@ def _read_header(path: Path, read_angles: bool, read_spacing: bool) -> DicomHead
                          f"no image (a header-only export, a report or a presentation state?); expected an X-ray "
                          f"angiogram with its frames")
     mm, source = _mm_per_pixel(path, ds) if read_spacing else (None, "unknown")
+    lossy = (tsuid in {getattr(pydicom.uid, name) for name in _LOSSY_SYNTAXES}
+             or str(ds.get("LossyImageCompression", "")).strip() == "01")
     return DicomHeader(
         path=path, n_frames=n_frames, rows=rows, columns=columns, photometric=photometric,
         bits_stored=bits_stored, rescale_slope=slope, transfer_syntax=pydicom.uid.UID(tsuid).name,
         view_angles=_view_angles(path, ds) if read_angles else None, mm_per_pixel=mm, spacing_source=source,
-        fps=_fps(path, ds), sop_class=str(ds.get("SOPClassUID", "")), _meta=ds,
+        fps=_fps(path, ds), sop_class=str(ds.get("SOPClassUID", "")), samples_per_pixel=samples, lossy=lossy,
+        _meta=ds,
     )
 
 
@@ -350,18 +371,49 @@ def _check_length(header: DicomHeader) -> None:
     if uid.is_encapsulated or uid.is_deflated:
         return
     bits = int(header._meta.get("BitsAllocated", 8))
-    need = header.rows * header.columns * header.n_frames * bits // 8
+    # YBR_FULL_422 stores two luma samples and one Cb, Cr pair for every two pixels (PS3.3 C.7.6.3.1.2)
+    samples = 2 if header.photometric == "YBR_FULL_422" else header.samples_per_pixel
+    need = header.rows * header.columns * samples * header.n_frames * bits // 8
     size = header.path.stat().st_size
     if size < need:
         raise DicomError(f"DICOM '{header.path}' is truncated: the file has {size} bytes but its {header.n_frames} "
-                         f"frame(s) of {header.rows}x{header.columns} at {bits} bits need {need} bytes of pixel "
-                         f"data; copy the file again")
+                         f"frame(s) of {header.rows}x{header.columns}x{samples} at {bits} bits need {need} bytes of "
+                         f"pixel data; copy the file again")
 
 
-def to_uint8(header: DicomHeader, stored: np.ndarray) -> np.ndarray:
-    """One frame's stored values ``(Rows, Columns)`` -> ``(H, W)`` uint8, vessels dark (the module's
-    rules: 8-bit as is, 1-7 bit scaled to 0..255, deeper windowed by percentile; MONOCHROME1 or a negative
-    slope inverted)."""
+def _grey_of_colour(header: DicomHeader, rgb: np.ndarray, frame: Optional[int]) -> np.ndarray:
+    """A decoded colour frame ``(Rows, Columns, 3)`` RGB -> ``(Rows, Columns)`` in its own dtype, when its
+    channels agree (exactly, or within :data:`GREY_TOLERANCE` for YBR or lossy data); else DicomError."""
+    where = f"DICOM '{header.path}'" + (f" frame {frame}" if frame is not None else "")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DicomError(f"{where}: a {header.photometric} frame has shape {rgb.shape}; expected "
+                         f"(Rows, Columns, 3)")
+    ch = rgb.astype(np.int64)
+    diff = np.max(np.abs(ch - np.roll(ch, 1, axis=2)), axis=2)  # per pixel: the largest of |R-G|, |G-B|, |B-R|
+    worst = int(diff.max())
+    if worst == 0:
+        return np.ascontiguousarray(rgb[..., 0])
+    exact = header.photometric == "RGB" and not header.lossy
+    tolerance = 0 if exact else max(1, round(GREY_TOLERANCE * ((1 << header.bits_stored) - 1) / 255))
+    if worst > tolerance:
+        share = 100.0 * float(np.count_nonzero(diff > tolerance)) / diff.size
+        allowed = ("none in lossless RGB" if exact else
+                   f"at most {tolerance} in {header.photometric}{' compressed lossily' if header.lossy else ''}")
+        raise DicomError(f"{where} is a colour picture, not a grey angiogram: its R, G, B channels differ by up to "
+                         f"{worst} grey levels in {share:.2g} % of the pixels, expected {allowed}; coloured "
+                         f"annotations burnt in? Export the angiogram in grey (MONOCHROME2), without overlays")
+    luma = ch.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as for colour cines
+    info = np.iinfo(rgb.dtype)
+    return np.clip(np.round(luma), info.min, info.max).astype(rgb.dtype)
+
+
+def to_uint8(header: DicomHeader, stored: np.ndarray, frame: Optional[int] = None) -> np.ndarray:
+    """One frame's stored values ``(Rows, Columns)`` (colour: ``(Rows, Columns, 3)`` RGB, as pydicom
+    decodes it) -> ``(H, W)`` uint8, vessels dark (the module's rules: a grey colour frame to one
+    channel, 8-bit as is, 1-7 bit scaled to 0..255, deeper windowed by percentile; MONOCHROME1 or a
+    negative slope inverted). ``frame``: its index, for the messages."""
+    if header.photometric in COLOUR:
+        stored = _grey_of_colour(header, stored, frame)
     if stored.ndim != 2:
         raise DicomError(f"DICOM '{header.path}': a frame has shape {stored.shape}; expected (Rows, Columns)")
     if header.bits_stored == 8 and stored.dtype.kind == "u":
@@ -403,7 +455,13 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
         if src.get("file_meta") is None or "TransferSyntaxUID" not in src.file_meta:
             src.file_meta = getattr(src, "file_meta", None) or pydicom.dataset.FileMetaDataset()
             src.file_meta.TransferSyntaxUID = _encoding_syntax(src)
-    frames = iter_pixels(src, indices=order)
+    if header.photometric == "YBR_FULL_422" and not (uid is not None and uid.is_encapsulated):
+        # pydicom 3.0 reads the second and later frames of uncompressed YBR_FULL_422 with the frame length of
+        # YBR_FULL when it decodes several in one call (it relabels the data after expanding the first): one
+        # call a frame
+        frames = (frame for k in order for frame in iter_pixels(src, indices=[k]))
+    else:
+        frames = iter_pixels(src, indices=order)
     decoded = {}
     for k in order:
         try:
@@ -414,12 +472,12 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
             raise DicomError(f"DICOM '{header.path}': pixel data ({header.transfer_syntax}) of frame {k} cannot "
                              f"be decoded: {type(e).__name__}: {why} (is the file complete?)") from None
         if wanted == order:
-            yield k, to_uint8(header, stored)
+            yield k, to_uint8(header, stored, k)
         else:
             decoded[k] = stored
     if wanted != order:
         for k in wanted:
-            yield k, to_uint8(header, decoded[k])
+            yield k, to_uint8(header, decoded[k], k)
 
 
 def write_xa_dicom(
@@ -433,20 +491,27 @@ def write_xa_dicom(
     photometric: str = "MONOCHROME2",
     bits_stored: Optional[int] = None,
     fps: Optional[float] = None,
+    planar_configuration: int = 0,
     extra: Optional[dict] = None,
 ) -> Path:
     """Write ``frames`` ``(T, H, W)`` or ``(H, W)`` (uint8 or uint16) as an uncompressed X-Ray
     Angiographic Image Storage file (explicit VR little endian) with the given header values; for
     tests and demos (a synthetic cine as DICOM). ``extra`` sets further keywords (``{"RescaleSlope": 2}``).
+    ``photometric`` one of :data:`COLOUR`: ``frames`` are RGB ``(T, H, W, 3)`` or ``(H, W, 3)`` uint8,
+    stored as that model (YBR through pydicom's ``convert_color_space``; YBR_FULL_422 needs an even width
+    and ``planar_configuration`` 0) with ``planar_configuration`` 0 (RGBRGB...) or 1 (RR..GG..BB..).
     No patient data: PatientName is ``ANONYMOUS``."""
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, XRayAngiographicImageStorage, generate_uid
 
     arr = np.asarray(frames)
-    if arr.ndim == 2:
+    colour = photometric in COLOUR
+    if arr.ndim == 2 + colour:
         arr = arr[None]
-    if arr.ndim != 3 or arr.dtype not in (np.uint8, np.uint16):
+    if colour and (arr.ndim != 4 or arr.shape[3] != 3 or arr.dtype != np.uint8):
+        raise ValueError(f"{photometric} frames must be (T, H, W, 3) or (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    if not colour and (arr.ndim != 3 or arr.dtype not in (np.uint8, np.uint16)):
         raise ValueError(f"frames must be (T, H, W) or (H, W) uint8/uint16, got {arr.shape} {arr.dtype}")
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
@@ -456,7 +521,9 @@ def write_xa_dicom(
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.PatientName, ds.PatientID = "XA", "ANONYMOUS", "ANONYMOUS"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3 if colour else 1), photometric
+    if colour:
+        ds.PlanarConfiguration = int(planar_configuration)
     ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[2])
     ds.BitsAllocated = 8 * arr.dtype.itemsize
     ds.BitsStored = int(bits_stored or ds.BitsAllocated)
@@ -475,10 +542,30 @@ def write_xa_dicom(
         ds.PixelSpacing = [f"{pixel_spacing:.8g}"] * 2
     for keyword, value in (extra or {}).items():
         setattr(ds, keyword, value)
-    ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
+    if colour:
+        ds.PixelData = _colour_pixel_data(arr, photometric, int(planar_configuration))
+    else:
+        ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
     path = Path(path)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def _colour_pixel_data(rgb: np.ndarray, photometric: str, planar: int) -> bytes:
+    """``(T, H, W, 3)`` uint8 RGB -> the Pixel Data bytes of ``photometric`` with PlanarConfiguration
+    ``planar``."""
+    from pydicom.pixels import convert_color_space
+
+    arr = rgb if photometric == "RGB" else convert_color_space(rgb, "RGB", "YBR_FULL")
+    if photometric == "YBR_FULL_422":  # Y1 Y2 Cb Cr for each pair of pixels of a row (PS3.3 C.7.6.3.1.2)
+        if planar != 0 or arr.shape[2] % 2:
+            raise ValueError("YBR_FULL_422 needs planar_configuration 0 and an even number of columns")
+        pairs = arr.reshape(arr.shape[0], arr.shape[1], -1, 2, 3).astype(np.uint16)
+        chroma = ((pairs[..., 0, 1:] + pairs[..., 1, 1:] + 1) // 2).astype(np.uint8)  # (T, H, W/2, 2)
+        arr = np.concatenate([pairs[..., :, 0].astype(np.uint8), chroma], axis=-1)  # (T, H, W/2, 4)
+    elif planar == 1:
+        arr = np.moveaxis(arr, -1, 1)  # (T, 3, H, W)
+    return np.ascontiguousarray(arr).tobytes()
 
 
 __all__: Sequence[str] = ("DicomError", "DicomHeader", "is_dicom", "iter_dicom_frames", "read_dicom_header",

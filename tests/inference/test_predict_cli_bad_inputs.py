@@ -15,16 +15,13 @@ def _run(argv, capsys):
     return rc, err
 
 
-def _rgb_dicom(path, frame):
-    import pydicom
-
+def _colour_dicom(path, frame):
+    """An RGB export with a red annotation burnt in: a colour picture, not a grey angiogram."""
     from sam3_angio.data.dicom import write_xa_dicom
 
-    write_xa_dicom(path, frame)
-    ds = pydicom.dcmread(path)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.PixelData = np.repeat(frame[..., None], 3, axis=2).tobytes()
-    ds.save_as(path)
+    rgb = np.repeat(frame[..., None], 3, axis=2)
+    rgb[2:6, 2:20] = (255, 0, 0)
+    return write_xa_dicom(path, rgb, photometric="RGB")
 
 
 BAD = {
@@ -33,8 +30,8 @@ BAD = {
                          ["broken.dcm"]),
     "2-D cine": (lambda d: np.save(d / "flat.npy", np.zeros((32, 32), np.uint8)) or d / "flat.npy", [],
                  ["flat.npy", "2-D", "(T, H, W)"]),
-    "RGB DICOM": (lambda d: _rgb_dicom(d / "colour.dcm", np.full((32, 32), 100, np.uint8)) or d / "colour.dcm", [],
-                  ["colour.dcm", "RGB"]),
+    "colour DICOM": (lambda d: _colour_dicom(d / "colour.dcm", np.full((32, 32), 100, np.uint8)), [],
+                     ["colour.dcm", "frame 0", "colour picture", "differ by up to 255"]),
     "angles out of range": (lambda d: _png(d), ["--angles", "-200,10"], ["--angles", "-200", "-180..180"]),
     "secondary angle out of range": (lambda d: _png(d), ["--angles", "20,95"], ["--angles", "95", "-90..90"]),
     "angles not a pair": (lambda d: _png(d), ["--angles", "30"], ["--angles", "PRIMARY,SECONDARY"]),
