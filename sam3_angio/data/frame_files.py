@@ -18,7 +18,9 @@ Public API::
 Readers: :mod:`.dicom` (pydicom; the C-arm angles and the isocenter spacing from the header),
 :mod:`.cine` (memory-mapped ``.npy``), :mod:`.media` (tifffile, Pillow, PyAV). Refused when opened: frames
 of 0 pixels; an ``.npy`` of one image ``(H, W, C)`` (a last axis of 1-4: as a cine its frames would be
-W x C pixels) or channels second ``(T, C, H, W)``. Errors are the
+W x C pixels) or channels second ``(T, C, H, W)``. Refused when read: a float frame (``.npy``, TIFF) with
+NaN or infinite values, naming the frame and how many (opening reads headers only, so that a long
+memory-mapped cine is not read twice: pixels are checked frame by frame as they are read). Errors are the
 readers' own :class:`~sam3_angio.errors.DataError` subclasses, one line naming the file.
 """
 
@@ -33,7 +35,7 @@ import numpy as np
 from ..view_angles import ViewAngles
 from .cine import CineError, open_cine, read_frame, to_gray_uint8
 from .dicom import DICOM_SUFFIXES, check_decodable, is_dicom, iter_dicom_frames, read_dicom_header
-from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_media
+from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_finite, open_media
 
 PathLike = Union[str, Path]
 Frames = Iterator[Tuple[int, np.ndarray]]
@@ -152,8 +154,9 @@ def _open_npy(path: Path) -> FrameFile:
 
     def read(indices: Optional[Sequence[int]]) -> Frames:
         for k in (range(shape[0]) if indices is None else indices):
+            frame = check_finite(read_frame(path, k), f"cine '{path}' frame {k}", CineError)
             try:
-                yield int(k), to_gray_uint8(read_frame(path, k))
+                yield int(k), to_gray_uint8(frame)
             except CineError as e:
                 raise CineError(f"cine '{path}' frame {k}: {e}") from None
 

@@ -394,8 +394,8 @@ def check_source(source: InputSource, frames: Union[str, Sequence[int]] = "all",
     its length), a cine's shape, an image's or a video's shape and frame count (a video container that
     stores no count - MKV, WebM, MPEG - is counted by one decoding pass); explicit ``frames`` against the
     frame count. A study CSV is checked row by row as it is read, not here. Raises :class:`InputError` naming the file;
-    damaged pixel data (a truncated PNG, a broken frame deep in a compressed DICOM) can still fail later,
-    when it is decoded."""
+    damaged pixel data (a truncated PNG, a broken frame deep in a compressed DICOM, NaN in a float cine or
+    TIFF, a colour frame of an RGB DICOM) can still fail later, when it is decoded, naming the frame."""
     spec = _frames(frames)
     if source.kind == "csv":
         return

@@ -45,7 +45,7 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 Frames = Iterator[Tuple[int, np.ndarray]]
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Media", "MediaError", "open_media"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Media", "MediaError", "check_finite", "open_media"]
 
 
 class MediaError(DataError):
@@ -68,6 +68,7 @@ class Media:
         """``(k, (H, W) uint8)`` for frames ``indices`` in the order given (None: every frame in
         order). An index at or past :attr:`n_frames` is the caller's to refuse first."""
         for k, raw in self._read(indices):
+            check_finite(raw, f"{self.kind} '{self.path}'{self._where(k)}")
             try:
                 yield k, to_gray_uint8(_channels_last(raw))
             except CineError as e:
@@ -75,6 +76,25 @@ class Media:
 
     def _where(self, k: int) -> str:
         return f" frame {k}" if self.n_frames > 1 else ""
+
+
+def check_finite(frame: np.ndarray, where: str, error: Optional[type] = None) -> np.ndarray:
+    """``frame`` as it is when it holds no NaN or infinite value (integer frames never do); else
+    ``error`` (default :class:`MediaError`) naming ``where`` (the file and frame) and how many pixels.
+    Float TIFF pages and float ``.npy`` cines are the frames that can hold them."""
+    f = np.asarray(frame)
+    if not np.issubdtype(f.dtype, np.inexact):
+        return frame
+    bad = ~np.isfinite(f)
+    if bad.ndim == 3:  # (H, W, C): a pixel with any channel not finite
+        bad = bad.any(axis=2)
+    n = int(np.count_nonzero(bad))
+    if n:
+        raise (error or MediaError)(
+            f"{where}: {n:,d} of {bad.size:,d} pixels are NaN or infinite ({f.dtype}); expected finite "
+            f"intensities: replace them where the file was made (e.g. np.nan_to_num(a, nan=0.0, posinf=0.0, "
+            f"neginf=0.0)) and save it again")
+    return frame
 
 
 def _why(e: BaseException) -> str:

@@ -168,3 +168,38 @@ def test_a_cmyk_jpeg_is_made_grey_from_its_colours_not_its_inks(tmp_path):
     (f,) = read_input(path)
     assert f.image.shape == (H, W)
     assert np.abs(f.image.astype(int) - arr).mean() < 3
+
+
+def _float_with_holes(n):
+    a = _frames(n).astype(np.float32)
+    a[2, 3:5, 3:9] = np.nan  # 12 NaN pixels, and one infinite
+    a[2, 0, 0] = np.inf
+    return a
+
+
+@pytest.mark.parametrize("name", ["cine.npy", "stack.tif", "rgb.npy", "one.tif"])
+def test_nan_or_infinite_pixels_name_the_file_frame_and_count(tmp_path, name):
+    """Float cines and TIFF stacks are read lazily (opening reads headers only), so the frame that holds
+    NaN / Inf is refused when it is read, with its index and how many of its pixels are not finite."""
+    import tifffile
+
+    a = _float_with_holes(4)
+    path = tmp_path / name
+    if name == "cine.npy":
+        np.save(path, a)
+    elif name == "rgb.npy":  # a colour cine: a pixel with one NaN channel counts once
+        rgb = np.repeat(a[..., None], 3, axis=3)
+        rgb[2, 3:5, 3:9, 1:] = 0.0
+        np.save(path, rgb)
+    elif name == "stack.tif":
+        tifffile.imwrite(path, a[:, None])  # (T, 1, H, W): one page a frame
+    else:
+        tifffile.imwrite(path, a[2])
+    check_source(find_inputs(path)[0])  # headers only: nothing decoded yet
+    with pytest.raises(InputError) as e:
+        read_input(path, frames="best")
+    msg = str(e.value)
+    assert name in msg and "13 of 3,072 pixels are NaN or infinite (float32)" in msg and "\n" not in msg
+    assert ("frame 2" in msg) == (name != "one.tif") and "np.nan_to_num" in msg
+    if name != "one.tif":
+        assert len(read_input(path, frames=[0, 3])) == 2  # the finite frames still read
