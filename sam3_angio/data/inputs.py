@@ -11,6 +11,7 @@ Public API (what the predictor and the CLI call)::
     iter_source(source, frames="all", angles=None, mm_per_pixel=None) -> Iterator[InputFrame]
     check_source(source, frames="all", angles=None, mm_per_pixel=None)  # headers only, no pixel; InputError
     parse_angles("-30,25") -> (-30.0, 25.0);  parse_frames("all" | "best" | "0,5,9")  (frame_selection)
+    check_mm_per_pixel_flag("0.3") -> 0.3         # a tool's --mm-per-pixel; warns outside 0.02-2.0
     describe(frame) -> dict                       # JSON-ready facts of a frame, for predictions.json
 
 Inputs (``kind``), detected by content first, then by suffix (:mod:`sam3_angio.data.frame_files` opens and
@@ -74,8 +75,9 @@ KINDS = ("dicom", "cine", "image", "video", "csv")
 MIN_SIDE = 16  # px: a smaller frame shows no vessel (a thumbnail, an icon); predicting on it is noise
 _PROGRESS_EVERY = 10  # files between plain progress lines when tqdm is missing
 
-__all__ = ["InputError", "InputFrame", "InputSource", "check_source", "describe", "find_inputs", "iter_inputs",
-           "iter_source", "parse_angles", "parse_frames", "read_input"]
+__all__ = ["InputError", "InputFrame", "InputSource", "PLAUSIBLE_MM_PER_PIXEL", "TYPICAL_MM_PER_PIXEL",
+           "check_mm_per_pixel_flag", "check_source", "describe", "find_inputs", "iter_inputs", "iter_source",
+           "parse_angles", "parse_frames", "read_input"]
 
 
 class InputError(DataError):
@@ -140,6 +142,13 @@ def parse_angles(text: Union[str, Sequence[float], None], what: str = "--angles"
         raise InputError(str(e)) from None
 
 
+# Pixel spacing at the isocentre of angiographic detectors (mm per pixel), and the wider range outside which
+# a command-line value is more likely a slip of unit (cm, um) or of digits than a real frame; inside it,
+# downsampled frames too. Outside it is warned about, not refused.
+TYPICAL_MM_PER_PIXEL = (0.1, 0.5)
+PLAUSIBLE_MM_PER_PIXEL = (0.02, 2.0)
+
+
 def _check_mm(mm_per_pixel: Optional[float], what: str = "--mm-per-pixel") -> Optional[float]:
     if mm_per_pixel is None:
         return None
@@ -149,7 +158,21 @@ def _check_mm(mm_per_pixel: Optional[float], what: str = "--mm-per-pixel") -> Op
         v = float("nan")
     if not math.isfinite(v) or v <= 0:
         raise InputError(f"{what} {mm_per_pixel!r}: expected positive millimetres per pixel at the isocenter "
-                         f"(typically 0.2-0.4)")
+                         f"(typically {TYPICAL_MM_PER_PIXEL[0]:g}-{TYPICAL_MM_PER_PIXEL[1]:g})")
+    return v
+
+
+def check_mm_per_pixel_flag(value: Union[str, float, None], what: str = "--mm-per-pixel") -> Optional[float]:
+    """A tool's ``--mm-per-pixel`` (tools/predict.py, tools/qca.py), checked once before any file is read:
+    None stays None; not a positive finite number -> :class:`InputError`; outside
+    :data:`PLAUSIBLE_MM_PER_PIXEL` -> a one-line ``warning:`` on stderr (not an error: a downsampled frame
+    has a coarser spacing), since every length and diameter in mm is scaled by it."""
+    v = _check_mm(value, what)
+    lo, hi = PLAUSIBLE_MM_PER_PIXEL
+    if v is not None and not lo <= v <= hi:
+        print(f"warning: {what} {v:g} is outside {lo:g}-{hi:g} mm per pixel (angiograms: about "
+              f"{TYPICAL_MM_PER_PIXEL[0]:g}-{TYPICAL_MM_PER_PIXEL[1]:g} at the isocentre); every length in mm will "
+              f"be scaled by it - check the value and its unit (mm, not cm or um)", file=sys.stderr, flush=True)
     return v
 
 

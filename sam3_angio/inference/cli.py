@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sam3_angio.data.atomic import OutputExistsError, atomic_output_dir
-from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, check_source, find_inputs, iter_source,
-                                    parse_angles, parse_frames)
+from sam3_angio.data.inputs import (InputError, InputFrame, InputSource, check_mm_per_pixel_flag, check_source,
+                                    find_inputs, iter_source, parse_angles, parse_frames)
 from sam3_angio.errors import UserError, run_cli
 from sam3_angio.inference.naming import RULES
 
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "docs/inference.md); default all")
     p.add_argument("--angles", help="PRIMARY,SECONDARY degrees, LAO and cranial positive (e.g. -30,25 = RAO 30 "
                    "CRA 25); overrides the DICOM header / contours JSON for every input")
-    p.add_argument("--mm-per-pixel", type=float, help="pixel spacing at the isocenter in mm; overrides the "
-                   "DICOM header / CSV for every input")
+    p.add_argument("--mm-per-pixel", type=float, help="pixel spacing at the isocenter in mm (typically 0.1-0.5; "
+                   "outside 0.02-2 is warned about); overrides the DICOM header / CSV for every input")
     p.add_argument("--naming", choices=list(RULES), default=None,
                    help="how a segment is named: fused (head + query, default of the config), head, query")
     p.add_argument("--score-thr", type=float, default=0.5, help="segments at or above this score go to "
@@ -270,6 +270,8 @@ def parse_clicks(args: argparse.Namespace) -> List[Tuple[float, float, bool]]:
 def run(args: argparse.Namespace, inputs: List[str], overrides: List[str], predictor=None,
         cass_predictor=None) -> int:
     parse_angles(args.angles)  # bad values stop here, before any file is read or the model loads
+    # (and are not taken for a bad input that --skip-bad would leave out, as each file would be)
+    check_mm_per_pixel_flag(args.mm_per_pixel)
     args.clicks = parse_clicks(args)
     try:
         parse_frames(args.frames)

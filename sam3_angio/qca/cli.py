@@ -12,10 +12,11 @@ import sys
 from typing import List, Optional
 
 from ..data.atomic import OutputExistsError, atomic_output_dir
+from ..data.inputs import check_mm_per_pixel_flag
 from ..errors import UserError
 from .batch import FIGURES_DIR, QCAReport, run_items
 from .errors import QCAInputError
-from .measure import QCAParams, check_spacing
+from .measure import QCAParams
 from .report import CSV_NAME, JSON_NAME, write_report
 from .sources import iter_coco, iter_predictions, mask_file_item
 
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--coco", help="COCO annotations.json: every annotation is measured")
     src.add_argument("--predictions", help="COCO results list (predict.py output) with RLE masks")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
-    p.add_argument("--mm-per-pixel", help="pixel spacing in mm; for --coco/--predictions where the records "
-                                          "have none. Without it lengths are in pixels (keys end in _px)")
+    p.add_argument("--mm-per-pixel", help="pixel spacing in mm (typically 0.1-0.5; outside 0.02-2 is warned "
+                                          "about); for --coco/--predictions where the records have none. Without "
+                                          "it lengths are in pixels (keys end in _px)")
     p.add_argument("--image", help="--mask mode: the frame, for the figure")
     p.add_argument("--ostium", nargs=2, type=float, metavar=("X", "Y"),
                    help="--mask mode: a point (pixels) near the proximal end; default: the wider end")
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> QCAReport:
-    spacing = check_spacing(args.mm_per_pixel, "--mm-per-pixel") if args.mm_per_pixel is not None else None
+    spacing = check_mm_per_pixel_flag(args.mm_per_pixel)
     params = QCAParams(method=args.method, detect_pct=args.detect_pct).check()
     if args.mask:
         items = [mask_file_item(args.mask, spacing, args.image, tuple(args.ostium) if args.ostium else None)]

@@ -10,8 +10,8 @@ from PIL import Image
 from data_fixtures import read_rows, write_csv, write_handmade
 from sam3_angio.data.cine import to_gray_uint8
 from sam3_angio.data.dicom import write_xa_dicom
-from sam3_angio.data.inputs import (InputError, check_source, describe, find_inputs, iter_inputs, parse_angles,
-                                    read_input)
+from sam3_angio.data.inputs import (InputError, check_mm_per_pixel_flag, check_source, describe, find_inputs,
+                                    iter_inputs, parse_angles, read_input)
 
 T, H, W = 5, 20, 24
 
@@ -168,6 +168,25 @@ def test_a_nan_command_line_angle_says_to_leave_the_option_out_not_to_write_json
     with pytest.raises(InputError, match=r"leave --angles out if the angles are unknown") as e:
         parse_angles("nan,0")
     assert "null" not in str(e.value)
+
+
+@pytest.mark.parametrize("value,warned", [("0.3", False), (0.02, False), (2.0, False), (None, False),
+                                          ("0.01", True), (3.0, True), ("25", True)])
+def test_an_implausible_mm_per_pixel_flag_is_warned_about_not_refused(value, warned, capsys):
+    """0.1-0.5 mm per pixel is typical at the isocentre; outside 0.02-2.0 (a cm / um slip, or a heavily
+    downsampled frame) one warning line says so, and the value is still used."""
+    assert check_mm_per_pixel_flag(value) == (None if value is None else float(value))
+    err = capsys.readouterr().err
+    assert bool(err) == warned
+    if warned:
+        assert err.count("\n") == 1 and err.startswith("warning: --mm-per-pixel ")
+        assert "0.1-0.5" in err and "scaled by it" in err
+
+
+@pytest.mark.parametrize("value", ["-0.3", 0, "nan", "inf", "abc"])
+def test_a_non_positive_or_non_finite_mm_per_pixel_flag_is_an_error(value):
+    with pytest.raises(InputError, match=r"--mm-per-pixel .*expected positive millimetres per pixel"):
+        check_mm_per_pixel_flag(value)
 
 
 def test_command_line_values_apply_to_cines_and_bad_spacing_is_refused(cine):

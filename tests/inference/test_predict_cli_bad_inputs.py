@@ -36,6 +36,9 @@ BAD = {
     "secondary angle out of range": (lambda d: _png(d), ["--angles", "20,95"], ["--angles", "95", "-90..90"]),
     "angles not a pair": (lambda d: _png(d), ["--angles", "30"], ["--angles", "PRIMARY,SECONDARY"]),
     "bad spacing": (lambda d: _png(d), ["--mm-per-pixel", "-0.3"], ["--mm-per-pixel", "positive"]),
+    # a bad flag is not a bad input that --skip-bad leaves out (every file would be, and nothing predicted)
+    "bad spacing with --skip-bad": (lambda d: _png(d), ["--mm-per-pixel", "nan", "--skip-bad"],
+                                    ["--mm-per-pixel nan", "positive"]),
     "bad frames": (lambda d: _png(d), ["--frames", "first"], ["frames", "'all', 'best'"]),
     "frame out of range": (lambda d: np.save(d / "c.npy", np.zeros((3, 32, 32), np.uint8)) or d / "c.npy",
                            ["--frames", "0,7"], ["frame 7", "c.npy", "3 frames"]),
@@ -90,6 +93,16 @@ def test_a_bad_input_is_one_clear_line_and_exit_2(case, tmp_path, capsys):
         assert w in err, (w, err)
     assert "checkpoint" not in err  # stopped before the model: the checkpoint was never opened
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_implausible_spacing_is_one_warning_line_and_not_an_error(tmp_path, capsys):
+    """--mm-per-pixel 3 (a unit slip?) is warned about before anything is read, and the call goes on (here to
+    the missing checkpoint)."""
+    rc, err = _run([str(_png(tmp_path)), "--mm-per-pixel", "3", "--checkpoint", str(tmp_path / "nope.pt"),
+                    "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    warning, error = err.splitlines()
+    assert warning.startswith("warning: --mm-per-pixel 3 is outside 0.02-2 mm per pixel") and "0.1-0.5" in warning
+    assert rc == 2 and error == f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
 
 
 def test_a_missing_checkpoint_is_named(tmp_path, capsys):

@@ -120,6 +120,19 @@ def test_bad_input_is_one_error_line_exit_2_and_leaves_the_output_alone(tmp_path
     assert (out / "qca.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("spacing,warned", [("0.25", False), ("5", True)])
+def test_an_implausible_spacing_is_warned_about_and_still_used(tmp_path, masks, capsys, spacing, warned):
+    """The check tools/predict.py makes of --mm-per-pixel: outside 0.02-2.0 one warning line, mm scaled by it."""
+    out = tmp_path / "out"
+    assert main(["--mask", str(save_png(tmp_path / "seg.png", masks[0])), "--mm-per-pixel", spacing,
+                 "--out", str(out), "--no-figures"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == int(warned)
+    if warned:
+        assert err[0].startswith("warning: --mm-per-pixel 5 is outside 0.02-2 mm per pixel") and "0.1-0.5" in err[0]
+    assert json.loads((out / "qca.json").read_text())["inputs"]["mm_per_pixel"] == float(spacing)
+
+
 def test_existing_output_needs_overwrite(tmp_path, masks, capsys):
     m = str(save_png(tmp_path / "seg.png", masks[0]))
     out = tmp_path / "out"
