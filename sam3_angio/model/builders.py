@@ -79,7 +79,7 @@ def build_sam3(
         raise CheckpointError(
             "model sam3 needs the SAM3 weights: pass paths.sam3_checkpoint=/path/to/sam3.pt"
         )
-    sd = read_state_dict(checkpoint_path) if checkpoint_path else None
+    sd = read_state_dict(checkpoint_path, "SAM3 checkpoint", finite=True) if checkpoint_path else None
     if sd is not None:
         require_parts(sam3_image_keys(sd), SAM3_IMAGE_PARTS, checkpoint_path)  # before 840 M parameters are built
     model = build_sam3_image_model(

@@ -133,11 +133,13 @@ def _load_failure(e: Exception) -> str:
     return f"cannot be read ({type(e).__name__}: {(text.splitlines() or [''])[0][:160]})"
 
 
-def read_checkpoint(path: str, what: str = "checkpoint", mmap: bool = False
+def read_checkpoint(path: str, what: str = "checkpoint", mmap: bool = False, finite: bool = False
                     ) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
     """``(tensors, run info)`` from a checkpoint file: ``sam3.pt``, a SAM3 trainer ``checkpoint.pt``
     (``model`` key; our trainer adds ``angio``: task, classes, model) or a bare state dict. Loaded with
-    ``weights_only=True``: a checkpoint is untrusted input. ``mmap``: see :func:`load_torch_file`."""
+    ``weights_only=True``: a checkpoint is untrusted input. ``mmap``: see :func:`load_torch_file`.
+    ``finite``: a NaN or inf in any floating tensor is an error now (:func:`require_finite`; one pass
+    over the weights), not after a model is built for them."""
     obj = load_torch_file(path, what, mmap=mmap)
     meta = dict(obj.get("angio") or {}) if isinstance(obj, Mapping) and isinstance(obj.get("angio"), Mapping) else {}
     if isinstance(obj, Mapping) and isinstance(obj.get("adapter"), Mapping) and "model" not in obj:
@@ -148,7 +150,10 @@ def read_checkpoint(path: str, what: str = "checkpoint", mmap: bool = False
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {path} holds no tensors (found {type(obj).__name__})")
-    return OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor)), meta
+    sd = OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor))
+    if finite:
+        require_finite(sd, path, what)
+    return sd, meta
 
 
 def non_finite(sd: Mapping[str, torch.Tensor]) -> List[str]:
@@ -157,9 +162,19 @@ def non_finite(sd: Mapping[str, torch.Tensor]) -> List[str]:
             and not bool(torch.isfinite(v).all())]
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def require_finite(sd: Mapping[str, torch.Tensor], source: str, what: str = "checkpoint") -> None:
+    """CheckpointError naming ``source`` and its first tensor holding NaN or inf: such weights train as NaN
+    losses (the matcher fails) and predict nothing, quietly."""
+    bad = non_finite(sd)
+    if bad:
+        raise CheckpointError(
+            f"{what} {source} holds NaN or inf values in {len(bad)} of its {len(sd)} tensors (first: {bad[0]}): "
+            f"it is damaged or from a run that diverged; use an earlier checkpoint")
+
+
+def read_state_dict(path: str, what: str = "checkpoint", finite: bool = False) -> Dict[str, torch.Tensor]:
     """The tensors of a checkpoint file (see ``read_checkpoint``)."""
-    return read_checkpoint(path)[0]
+    return read_checkpoint(path, what, finite=finite)[0]
 
 
 def strip_prefixes(sd: Mapping[str, torch.Tensor], prefixes: Iterable[str]) -> Dict[str, torch.Tensor]:
@@ -250,10 +265,6 @@ def load_into(
         )
     if not to_load:
         raise CheckpointError(_no_match(source, sd, f"first model keys: {list(own)[:3]}") + f" ({counts})")
-    bad_values = non_finite(to_load)
-    if bad_values:  # NaN weights train as NaN losses (the matcher fails) and predict nothing, quietly
-        raise CheckpointError(
-            f"checkpoint {source} holds NaN or inf values in {len(bad_values)} of its {len(to_load)} tensors "
-            f"(first: {bad_values[0]}): it is damaged or from a run that diverged; use an earlier checkpoint")
+    require_finite(to_load, source)
     module.load_state_dict(to_load, strict=False)
     return report

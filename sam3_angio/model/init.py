@@ -58,7 +58,7 @@ def load_phase1(model: nn.Module, path: Optional[str], require: bool = True, pre
         print(f"WARNING: {msg}")  # once, on stdout beside the banner; also in the run's log.txt
         log.info(msg)
         return model
-    sd = sam3_image_keys(read_state_dict(path))
+    sd = sam3_image_keys(read_state_dict(path, "phase 1 checkpoint", finite=True))
     wrapped = hasattr(model, "detector")
     target = model.detector if wrapped else model
     report = load_into(target, sd, path)

@@ -92,23 +92,40 @@ class _UnreadableRunConfig(Exception):
     pass
 
 
+class _UnknownOrigin(Exception):
+    """The folder's checkpoint.pt records no run info and has no config_resolved.yaml beside it."""
+
+
+def _is_trainer_checkpoint(ckpt_path: str) -> bool:
+    from sam3_angio.model.checkpoint import CheckpointError
+
+    try:
+        head = resume_head(ckpt_path)
+    except CheckpointError:
+        return False
+    return isinstance(head, dict) and "model" in head
+
+
 def resume_differences(cfg: DictConfig) -> List[str]:
     """Keys of ``data`` / ``model`` whose value differs from the run whose ``checkpoint.pt`` is in the
     folder (read from its ``config_resolved.yaml``, and from the run info the checkpoint itself records:
     task, model, classes, vessel group - also when the folder has no ``config_resolved.yaml``); empty
-    when nothing would be resumed or all agree."""
+    when nothing would be resumed or all agree. With neither (a checkpoint of a version before the run
+    info, its config gone) nothing tells which run it is: ``_UnknownOrigin``."""
     ckpt = resume_checkpoint(cfg)
     if ckpt is None:
         return []
     now = OmegaConf.to_container(cfg, resolve=True)
     keys = []
     recorded = _checkpoint_run_info(ckpt)
+    saved_path = os.path.join(str(cfg.paths.experiment_dir), "config_resolved.yaml")
+    if not recorded and not os.path.isfile(saved_path) and _is_trainer_checkpoint(ckpt):
+        raise _UnknownOrigin(ckpt)  # a damaged or foreign file: resumable_error says so instead
     current = (now.get("trainer") or {}).get("run_info") or {}
     for name, value in recorded.items():
         if name in current and current[name] != value:
             keys.append((f"checkpoint.angio.{name}",
                          f"{name}: {value!r} in the folder's checkpoint.pt, {current[name]!r} now"))
-    saved_path = os.path.join(str(cfg.paths.experiment_dir), "config_resolved.yaml")
     if os.path.isfile(saved_path):
         try:
             saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
@@ -148,6 +165,14 @@ def resume_error(cfg: DictConfig) -> Optional[str]:
         return (f"paths.experiment_dir={cfg.paths.experiment_dir} holds a checkpoint.pt this command would resume, "
                 f"but {e}, so it is not known to be this run: fix or remove that file if it is, use a new "
                 f"paths.experiment_dir, or --restart to start over there (the old run's files are kept aside)")
+    except _UnknownOrigin as e:
+        # Resumed, SAM3's strict load of another model's weights would fail with a long traceback, or
+        # another run's weights of the same shapes would train on as this run.
+        return (f"paths.experiment_dir={cfg.paths.experiment_dir} holds a checkpoint.pt ({e}) this version cannot "
+                f"tell the origin of: it records no run info (task, model, classes; an older version's checkpoint?) "
+                f"and the folder has no config_resolved.yaml, so it is not known to be this run. Use --restart to "
+                f"start over there (the old run's files are kept aside), or a new paths.experiments_root (or "
+                f"paths.experiment_dir) for this run")
     if not diffs:
         return None
     more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""

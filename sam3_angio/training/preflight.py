@@ -373,19 +373,38 @@ def check_reliability_options(cfg: DictConfig, report: CheckReport) -> None:
         report.errors.append(f"trainer.best_checkpoint.mode = {mode!r}: expected max or min")
 
 
+def _nearest_existing(path: str) -> str:
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    return probe
+
+
+def _unwritable_folder(probe: str) -> Optional[str]:
+    """Why ``probe`` (an existing path) cannot hold new files, or None."""
+    if not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+#: What the trainer writes into trainer.checkpoint.save_dir (SAM3 saves <name>.tmp, then moves it over <name>).
+SAVED_NAMES = ("checkpoint.pt", "checkpoint_best.pt", "adapter.pt", "adapter_best.pt")
+
+
 def check_experiment_dir(cfg: DictConfig, report: CheckReport, restarting: bool = False) -> None:
     """``paths.experiment_dir`` can be written (its nearest existing folder is a writable folder), and a
-    ``checkpoint.pt`` there, which the run would resume from, can be read."""
+    ``checkpoint.pt`` there, which the run would resume from, can be read. ``trainer.checkpoint.save_dir``
+    can hold the checkpoints the run saves: SAM3 finds out at the first save, after an epoch of training."""
     exp = OmegaConf.select(cfg, "paths.experiment_dir")
     if not exp:
         return
-    probe = os.path.abspath(exp)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        report.errors.append(f"paths.experiment_dir = {exp}: {probe} is a file, not a folder; choose another path")
-    elif not os.access(probe, os.W_OK | os.X_OK):
-        report.errors.append(f"paths.experiment_dir = {exp}: {probe} is not writable; choose another path")
+    probe = _nearest_existing(exp)
+    problem = _unwritable_folder(probe)
+    if problem:
+        report.errors.append(f"paths.experiment_dir = {exp}: {problem}; choose another path")
+    check_checkpoint_dir(cfg, report, restarting, already=probe)
     from sam3_angio.training.experiment import resumable_error, resume_checkpoint
 
     ckpt = None if restarting else resume_checkpoint(cfg)
@@ -396,6 +415,30 @@ def check_experiment_dir(cfg: DictConfig, report: CheckReport, restarting: bool 
         finished = finished_run(cfg, ckpt)
         if finished:
             report.errors.append(finished)
+
+
+def check_checkpoint_dir(cfg: DictConfig, report: CheckReport, restarting: bool = False, already: str = "") -> None:
+    """``trainer.checkpoint.save_dir`` is a writable folder (or will be made in one), with no folder where a
+    checkpoint is saved. ``already``: a path whose problem is reported (not said twice). With ``restarting``
+    the folder is moved aside first, so only where it will be made again counts."""
+    save_dir = OmegaConf.select(cfg, "trainer.checkpoint.save_dir")
+    if not save_dir:
+        return
+    key = f"trainer.checkpoint.save_dir = {save_dir}"
+    probe = _nearest_existing(os.path.dirname(os.path.abspath(save_dir)) if restarting else save_dir)
+    problem = None if probe == already else _unwritable_folder(probe)
+    if problem:
+        report.errors.append(f"{key}: {problem}, so the run could not save its checkpoints; make it a writable "
+                             f"folder or choose another paths.experiment_dir")
+        return
+    if restarting or not os.path.isdir(save_dir):
+        return
+    for name in SAVED_NAMES:
+        for path in (os.path.join(save_dir, name), os.path.join(save_dir, name + ".tmp")):
+            if os.path.isdir(path):
+                report.errors.append(f"{key}: {path} is a folder, where the run saves a checkpoint file; move it "
+                                     f"away, or use --restart (the folder's checkpoints are kept aside)")
+                return
 
 
 def finished_run(cfg: DictConfig, ckpt: str) -> Optional[str]:
@@ -418,9 +461,9 @@ def finished_run(cfg: DictConfig, ckpt: str) -> Optional[str]:
 
 
 def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: bool = False) -> None:
-    """The weights a new run starts from, read before the model is built (memory-mapped: the keys cost
-    little): ``paths.sam3_checkpoint`` for the real model and the phase 1 checkpoint that phase 2 loads
-    must be readable torch files of tensors, of the model size being trained."""
+    """The weights a new run starts from, read before the model is built (memory-mapped): ``paths.sam3_checkpoint``
+    for the real model and the phase 1 checkpoint that phase 2 loads must be readable torch files of finite
+    tensors (one pass over the weights, which the build reads next anyway), of the model size being trained."""
     from sam3_angio.errors import UserError
     from sam3_angio.model.builders import SAM3_IMAGE_PARTS
     from sam3_angio.model.checkpoint import read_checkpoint, require_parts, sam3_image_keys
@@ -430,7 +473,7 @@ def check_init_checkpoints(cfg: DictConfig, report: CheckReport, restarting: boo
 
     def read(key: str, path: str, parts, hint: str = "") -> None:
         try:
-            sd, meta = read_checkpoint(path, key.split(".")[-1].replace("_", " "), mmap=True)
+            sd, meta = read_checkpoint(path, key.split(".")[-1].replace("_", " "), mmap=True, finite=True)
             if meta.get("model") and meta["model"] != resolved:
                 raise UserError(f"{path} holds {meta['model']} weights, but this run trains {resolved} "
                                 f"(model.name): pass a {resolved} checkpoint, or model.name={meta['model']}")

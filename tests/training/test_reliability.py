@@ -514,3 +514,121 @@ def test_a_data_root_one_level_off_says_where_the_coco_folder_is(tiny_data_root,
                         "model.name=sam3", "init.require_phase1=false", "--check"])
     assert proc.returncode == 1 and f"paths.sam3_checkpoint = {folder} is a folder, not a file" in proc.stdout
     assert not exp.exists()
+
+
+def test_a_checkpoint_of_unknown_origin_is_refused_before_training(tiny_data_root, tmp_path):
+    """A checkpoint.pt of a version before the run info, without its config_resolved.yaml, was resumed:
+    SAM3's strict load of another model's weights then died with a long traceback. With the folder's
+    config_resolved.yaml (or the run info alone: test_resume_compares_the_run_info...) it still resumes."""
+    import torch
+
+    exp = tmp_path / "exp"
+    over = small_run_overrides(tiny_data_root, exp)
+    (exp / "checkpoints").mkdir(parents=True)
+    torch.save({"model": {}, "optimizer": {}, "epoch": 1, "steps": {"train": 2}, "loss": {}},
+               exp / "checkpoints" / "checkpoint.pt")
+    before = outputs(exp)
+    check = check_train(["-c", VESSEL, *over, "--check"])
+    assert check.returncode == 1, check.stdout
+    assert "checkpoint.pt" in check.stdout and "cannot tell the origin of" in check.stdout, check.stdout
+    assert "--restart" in check.stdout and "paths.experiments_root" in check.stdout
+    proc = check_train(["-c", VESSEL, *over])
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "cannot tell the origin of" in lines[0], proc.stderr
+    assert outputs(exp) == before
+    assert check_train(["-c", VESSEL, *over, "--restart", "--check"]).returncode == 0
+    _fake_previous_run(exp, VESSEL, over)  # the same checkpoint, its run's config beside it: resumed
+    assert check_train(["-c", VESSEL, *over, "--check"]).returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["checkpoint.pt is a folder", "checkpoint.pt.tmp is a folder",
+                                    "checkpoints is a file", "checkpoints is not writable"])
+def test_a_checkpoints_folder_that_cannot_take_a_save_is_refused_up_front(tiny_data_root, tmp_path, damage,
+                                                                          monkeypatch):
+    """SAM3 found out at the first save, after an epoch of training was spent."""
+    import os
+
+    exp = tmp_path / "exp"
+    ckpts = exp / "checkpoints"
+    exp.mkdir()
+    if damage == "checkpoints is a file":
+        ckpts.write_text("")
+        culprit, needle = ckpts, "is a file, not a folder"
+    else:
+        ckpts.mkdir()
+        culprit, needle = ckpts, "is not writable"
+        if damage.endswith("is a folder"):
+            culprit, needle = ckpts / damage.split()[0], "is a folder, where the run saves a checkpoint file"
+            culprit.mkdir()
+        else:  # os.access, not chmod: as root every folder is writable
+            real = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.path.abspath(p) == str(ckpts)
+                                else real(p, mode, **kw))
+    proc = check_train(["-c", VESSEL, *small_run_overrides(tiny_data_root, exp), "--check"])
+    assert proc.returncode == 1, proc.stdout
+    assert f"trainer.checkpoint.save_dir = {ckpts}: {culprit} {needle}" in proc.stdout, proc.stdout
+
+
+def _with_nan(path: Path, key: str) -> Path:
+    import torch
+
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = sd.get("model", sd)
+    tensors[key] = torch.full_like(tensors[key], float("inf") if "bias" in key else float("nan"))
+    torch.save(sd, path)
+    return path
+
+
+def _sam3_like(path: Path) -> Path:
+    """A crafted stand-in for sam3.pt: a few tensors under ``detector.`` (the image model) and ``tracker.``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {"detector.backbone.vision_backbone.trunk.pos_embed": torch.zeros(1, 4, 8),
+                          "detector.transformer.decoder.norm.weight": torch.ones(8),
+                          "tracker.maskmem_tpos_enc": torch.zeros(2, 8)}}, path)
+    return path
+
+
+def test_start_weights_holding_nan_are_refused_when_read(tiny_data_root, tmp_path):
+    """A sam3.pt or phase 1 checkpoint with NaN/inf tensors was found only once the model was built and
+    load_into matched them (NaN in a tensor the model does not load: never)."""
+    over = small_run_overrides(tiny_data_root, tmp_path / "exp")
+    key = "backbone.vision_backbone.trunk.blocks.0.attn.qkv.weight"
+    p1 = _with_nan(_tiny_phase1(tmp_path / "p1" / "checkpoint.pt"), key)
+    proc = check_train(["-c", CASS, *over, f"paths.phase1_checkpoint={p1}", "--check"])
+    assert proc.returncode == 1, proc.stdout
+    assert f"paths.phase1_checkpoint: phase1 checkpoint {p1} holds NaN or inf values in 1 of its" in proc.stdout
+    assert f"(first: {key})" in proc.stdout, proc.stdout
+    sam3 = _with_nan(_sam3_like(tmp_path / "sam3.pt"), "tracker.maskmem_tpos_enc")
+    proc = check_train(["-c", CASS, *over, "model.name=sam3", f"paths.sam3_checkpoint={sam3}", "--check"])
+    assert proc.returncode == 1, proc.stdout
+    assert f"paths.sam3_checkpoint: sam3 checkpoint {sam3} holds NaN or inf values in 1 of its 3 tensors (first: " \
+           f"tracker.maskmem_tpos_enc)" in proc.stdout, proc.stdout
+
+
+def test_the_model_builders_refuse_nan_start_weights_before_using_them(tmp_path, monkeypatch):
+    """The same check where the trainer reads the start weights: sam3.pt before the 840 M model is built,
+    the phase 1 checkpoint before anything is loaded into the model."""
+    import sam3.model_builder
+    import torch
+
+    from sam3_angio.model.builders import build_sam3
+    from sam3_angio.model.checkpoint import CheckpointError
+    from sam3_angio.model.init import load_phase1
+
+    def never(**kw):
+        raise AssertionError("the model was built for NaN weights")
+
+    monkeypatch.setattr(sam3.model_builder, "build_sam3_image_model", never)
+    sam3_pt = _with_nan(_sam3_like(tmp_path / "sam3.pt"), "detector.transformer.decoder.norm.weight")
+    with pytest.raises(CheckpointError, match=r"SAM3 checkpoint .*sam3\.pt holds NaN or inf values in 1 of its 3 "
+                                              r"tensors \(first: detector\.transformer\.decoder\.norm\.weight\)"):
+        build_sam3(str(sam3_pt))
+    p1 = _with_nan(_tiny_phase1(tmp_path / "p1" / "checkpoint.pt"), "transformer.decoder.norm.bias")
+    model = torch.nn.Linear(2, 2)
+    before = model.weight.detach().clone()
+    with pytest.raises(CheckpointError, match=r"phase 1 checkpoint .*checkpoint\.pt holds NaN or inf values in 1 "
+                                              r"of its \d+ tensors \(first: transformer\.decoder\.norm\.bias\)"):
+        load_phase1(model, str(p1), prefer_best=False)
+    assert torch.equal(model.weight.detach(), before)
