@@ -31,10 +31,13 @@ Decisions (what a frame looks like after reading):
   are refused from the header.
 - Compressed transfer syntaxes decode through pydicom's plugins: RLE natively, everything cath labs write
   (JPEG Lossless - the usual XA syntax -, JPEG-LS, JPEG 2000, JPEG baseline / extended) through GDCM
-  (``python-gdcm``, a dependency). A syntax no installed plugin decodes raises :class:`DicomError`
-  naming the file, the syntax and the packages to install; a damaged stream names the frame. Deflated
-  files and bare datasets (no preamble or file meta header; their encoding as pydicom detects it) are read
-  whole, as pydicom cannot stream their frames from the path.
+  (``python-gdcm``, a dependency), and 12-bit JPEG Extended - which GDCM and Pillow refuse and archives
+  use for lossy XA cines - through imagecodecs (:mod:`sam3_angio.data.dicom_codecs`, a pydicom plugin).
+  A syntax no installed plugin decodes raises :class:`DicomError` naming the file, the syntax and the
+  packages to install; a damaged stream names the frame. Deflated files and bare datasets (no preamble
+  or file meta header; their encoding as pydicom detects it) are read whole, as pydicom cannot stream
+  their frames from the path; so is a file whose frames pydicom's streamer cannot find (a header that
+  declares explicit VR over implicit VR data), after the streamed first frame failed.
 - Refused from the header, before any frame is decoded: no Pixel Data element (a header-only object),
   Rows or Columns 0, an uncompressed file shorter than its frames, a photometric interpretation other
   than those above. Broken spacing tags and broken angle
@@ -335,6 +338,10 @@ def _encoding_syntax(ds: Any) -> str:
 def _check_decoder(header: DicomHeader) -> None:
     from pydicom.pixels import get_decoder
 
+    from .dicom_codecs import register
+
+    register()  # 12-bit JPEG Extended through imagecodecs, which pydicom's BSD plugins do not decode
+
     meta = getattr(header._meta, "file_meta", None)
     uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
     if uid is None:
@@ -430,12 +437,35 @@ def to_uint8(header: DicomHeader, stored: np.ndarray, frame: Optional[int] = Non
     return 255 - img if invert else img
 
 
+def _read_whole(path: Path) -> Any:
+    """The dataset read whole, with a TransferSyntaxUID even when the file has no meta header."""
+    import pydicom
+
+    with warnings.catch_warnings():  # malformed values are checked where they are used, the file named
+        warnings.simplefilter("ignore", UserWarning)
+        ds = pydicom.dcmread(path, force=True)
+    if ds.get("file_meta") is None or "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = _encoding_syntax(ds)
+    return ds
+
+
+def _frames(src: Any, header: DicomHeader, uid: Any, order: Sequence[int]) -> Iterator[np.ndarray]:
+    """pydicom's frames ``order`` of ``src`` (a path streams, a dataset is in memory), in that order."""
+    from pydicom.pixels import iter_pixels
+
+    if header.photometric == "YBR_FULL_422" and not (uid is not None and uid.is_encapsulated):
+        # pydicom 3.0 reads the second and later frames of uncompressed YBR_FULL_422 with the frame length of
+        # YBR_FULL when it decodes several in one call (it relabels the data after expanding the first): one
+        # call a frame
+        return (frame for k in order for frame in iter_pixels(src, indices=[k]))
+    return iter_pixels(src, indices=order)
+
+
 def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = None
                       ) -> Iterator[Tuple[int, np.ndarray]]:
     """``(frame index, (H, W) uint8)`` for each of ``indices`` (all frames when None), decoded one at a
     time. Indices must be in ``0..n_frames-1`` (the caller checks and names the file)."""
-    from pydicom.pixels import iter_pixels
-
     check_decodable(header)
     wanted = list(range(header.n_frames)) if indices is None else [int(i) for i in indices]
     if not wanted:
@@ -443,34 +473,33 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
     # iter_pixels yields frames in file order: stream them when asked in that order, else decode each
     # distinct frame once and hand them out as asked.
     order = sorted(set(wanted))
-    src: Any = header.path
     meta = getattr(header._meta, "file_meta", None)
     uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
     # pydicom streams frames from a path only for a Part 10 file (preamble, meta header) that is not
     # deflated; any other is read whole and given the transfer syntax its header resolved to
-    if not is_dicom(header.path) or uid is None or uid.is_deflated:
-        import pydicom
-
-        src = pydicom.dcmread(header.path, force=True)
-        if src.get("file_meta") is None or "TransferSyntaxUID" not in src.file_meta:
-            src.file_meta = getattr(src, "file_meta", None) or pydicom.dataset.FileMetaDataset()
-            src.file_meta.TransferSyntaxUID = _encoding_syntax(src)
-    if header.photometric == "YBR_FULL_422" and not (uid is not None and uid.is_encapsulated):
-        # pydicom 3.0 reads the second and later frames of uncompressed YBR_FULL_422 with the frame length of
-        # YBR_FULL when it decodes several in one call (it relabels the data after expanding the first): one
-        # call a frame
-        frames = (frame for k in order for frame in iter_pixels(src, indices=[k]))
-    else:
-        frames = iter_pixels(src, indices=order)
+    streamed = is_dicom(header.path) and uid is not None and not uid.is_deflated
+    src: Any = header.path if streamed else _read_whole(header.path)
+    frames = _frames(src, header, uid, order)
     decoded = {}
-    for k in order:
+    for i, k in enumerate(order):
         try:
-            stored = np.asarray(next(frames))
+            try:
+                stored = np.asarray(next(frames))
+            except Exception:
+                if not (streamed and i == 0):
+                    raise
+                # pydicom's frame streamer trips on some malformed files that dcmread reads whole (a
+                # header that says explicit VR over implicit VR data): try once more from the whole file
+                streamed = False
+                frames = _frames(_read_whole(header.path), header, uid, order)
+                stored = np.asarray(next(frames))
         except Exception as e:  # pydicom raises RuntimeError / ValueError / ... from its plugins
             # pydicom puts each plugin's reason on a line of its own: one line here
             why = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+            hint = (f"a variant the installed decoders do not handle; {_INSTALL_HINT}" if "not support" in why
+                    else "is the file complete?")
             raise DicomError(f"DICOM '{header.path}': pixel data ({header.transfer_syntax}) of frame {k} cannot "
-                             f"be decoded: {type(e).__name__}: {why} (is the file complete?)") from None
+                             f"be decoded: {type(e).__name__}: {why} ({hint})") from None
         if wanted == order:
             yield k, to_uint8(header, stored, k)
         else:
