@@ -33,7 +33,8 @@ INSTALL_REQUIRES = [
     "python-gdcm>=3.0.10",
     "imageio>=2.31",
     # multi-page TIFF stacks page by page, and the codecs of compressed TIFF (LZW, Deflate, JPEG), which
-    # tifffile alone cannot decode (sam3_angio/data/media.py); both BSD
+    # tifffile alone cannot decode (sam3_angio/data/media.py); imagecodecs also decodes the 12-bit JPEG Extended
+    # DICOM that GDCM refuses (sam3_angio/data/dicom_codecs.py); both BSD
     "tifffile>=2023.7",
     "imagecodecs>=2023.9",
     # video cines (MP4, AVI, MOV, MKV, WebM, MPEG) through imageio's pyav plugin. PyAV is BSD; its wheel
