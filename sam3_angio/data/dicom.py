@@ -4,6 +4,7 @@ angles, pixel spacing) and the frames as 8-bit grey images ``(H, W)`` uint8, ves
 Public API::
 
     is_dicom(path) -> bool                        # the 'DICM' marker at byte 128 (any file name)
+    non_image_object(path) -> str | None          # "Basic Text SR", ... for a DICOM that holds no image
     read_dicom_header(path) -> DicomHeader        # header only, no pixel data read
     iter_dicom_frames(header, indices=None)       # -> Iterator[(frame index, (H, W) uint8)]
     check_decodable(header)                       # a decoder exists and the file is long enough; no decoding
@@ -133,6 +134,27 @@ def is_dicom(path: PathLike) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def non_image_object(path: PathLike) -> Optional[str]:
+    """What a DICOM file is when it holds no image (Rows / Columns absent): its SOP class name ("Basic Text SR",
+    "Grayscale Softcopy Presentation State", ...), for a folder search to leave out the reports, dose sheets
+    and presentation states a PACS export holds beside the cines. None for an image, and for a file that
+    cannot be read: the reader then says what is wrong with it."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ds = pydicom.dcmread(path, stop_before_pixels=True,
+                                 specific_tags=["SOPClassUID", "Modality", "Rows", "Columns"])
+    except Exception:  # not our verdict to give: the reader names the file and the fault
+        return None
+    if "Rows" in ds or "Columns" in ds:
+        return None
+    sop = ds.get("SOPClassUID")
+    name = getattr(sop, "name", None) if sop is not None else None
+    return str(name or (f"modality {ds.Modality}" if ds.get("Modality") else "a DICOM object without an image"))
 
 
 def _get(ds: Any, keyword: str, path: Path) -> Any:

@@ -218,13 +218,29 @@ def _unique_ids(paths: Sequence[Path]) -> List[str]:
     return ids
 
 
+def _without_non_image_dicom(found: List[Tuple[Path, str]]) -> Tuple[List[Tuple[Path, str]], Dict[str, int]]:
+    """A folder's inputs without the DICOM objects that hold no image (structured reports, dose sheets,
+    presentation states, key-object notes: what a PACS export holds beside the cines), and how many of
+    each kind were left out. A file named on the command line is never dropped: the reader refuses it."""
+    from .dicom import non_image_object
+
+    kept, objects = [], {}
+    for q, k in found:
+        what = non_image_object(q) if k == "dicom" else None
+        if what is None:
+            kept.append((q, k))
+        else:
+            objects[what] = objects.get(what, 0) + 1
+    return kept, objects
+
+
 def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = False,
                 exclude: Optional[PathLike] = None) -> List[InputSource]:
     """The input files named by ``paths`` (files, folders, study CSVs), kinds detected, ids assigned;
-    checks existence only. A folder contributes its readable files (sorted; CSVs and other files
-    skipped; hidden files and, with ``recursive``, hidden sub-folders too); a folder without any is an
-    error. ``exclude``: a folder whose files a folder search leaves out (predict's ``--out``, when it lies
-    inside an input folder: its overlays are no inputs)."""
+    checks existence only. A folder contributes its readable files (sorted; CSVs, other files and DICOM
+    objects without an image skipped; hidden files and, with ``recursive``, hidden sub-folders too); a
+    folder without any is an error. ``exclude``: a folder whose files a folder search leaves out
+    (predict's ``--out``, when it lies inside an input folder: its overlays are no inputs)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -242,9 +258,14 @@ def find_inputs(paths: Union[PathLike, Sequence[PathLike]], recursive: bool = Fa
                 log.info("folder '%s': %d of %d files are not inputs (kept .npy, images, videos, DICOM) and were "
                          "skipped",
                          p, len(files) - len(kept), len(files))
+            kept, objects = _without_non_image_dicom(kept)
+            if objects:
+                log.warning("folder '%s': %d DICOM file(s) hold no image and were skipped: %s", p,
+                            sum(objects.values()), ", ".join(f"{n} {what}" for what, n in sorted(objects.items())))
             if not kept:
+                held = f"; its {sum(objects.values())} DICOM file(s) hold no image" if objects else ""
                 raise InputError(f"folder '{p}' has no input files (expected {_EXPECTED}"
-                                 f"{'' if recursive else '; sub-folders are not searched'})")
+                                 f"{'' if recursive else '; sub-folders are not searched'}{held})")
             found.extend(kept)
         elif p.is_file():
             k = _kind(p)

@@ -108,6 +108,42 @@ def test_folder_of_mixed_inputs_sorted_with_unique_ids(tmp_path, cine, capsys):
     assert len(find_inputs(tmp_path, recursive=True)) == 5
 
 
+def _structured_report(path):
+    """A DICOM object with no image, as PACS exports hold beside the cines (a radiation dose SR)."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, XRayRadiationDoseSRStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = XRayRadiationDoseSRStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = XRayRadiationDoseSRStorage, meta.MediaStorageSOPInstanceUID, "SR"
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def test_a_pacs_export_folder_reads_its_cines_and_skips_objects_without_an_image(tmp_path, caplog):
+    arr = np.random.default_rng(1).integers(0, 256, (2, H, W)).astype(np.uint8)
+    series = tmp_path / "export" / "ST000000" / "SE000000"
+    series.mkdir(parents=True)
+    write_xa_dicom(series / "tmp.dcm", arr, view_angles=(-30, 25)).rename(series / "IM000000")
+    _structured_report(series / "IM000001")
+    _structured_report(series / "IM000002")
+    with caplog.at_level("INFO", logger="sam3_angio.data.inputs"):
+        sources = find_inputs(tmp_path / "export", recursive=True)
+    assert [(s.path.name, s.kind) for s in sources] == [("IM000000", "dicom")]
+    assert "2 DICOM file(s) hold no image and were skipped: 2 X-Ray Radiation Dose SR Storage" in caplog.text
+    assert [f.frame_index for f in iter_inputs(tmp_path / "export", recursive=True)] == [0, 1]
+    # only reports: the folder has no inputs, and the error says why; a report named on its own is refused
+    (series / "IM000000").unlink()
+    with pytest.raises(InputError, match=r"has no input files .*its 2 DICOM file\(s\) hold no image"):
+        find_inputs(tmp_path / "export", recursive=True)
+    (source,) = find_inputs(series / "IM000001")
+    with pytest.raises(InputError, match=r"IM000001' has no image header"):
+        check_source(source)
+
+
 def test_empty_folder_and_unknown_files_are_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.md").write_text("x")
