@@ -137,7 +137,12 @@ class AngioValMeter:
         return tensorboard_metrics(metrics, per_class=self.tb_per_class)
 
     def compute(self) -> Dict[str, float]:
-        return self.compute_synced()
+        """Nothing: SAM3's ProgressMeter calls ``compute()`` at every ``log_freq`` validation batch to print
+        the meters so far. Scoring the partial predictions there against the whole ground truth gave wrong
+        interim numbers, rewrote metrics.json and added a line to metrics_history.jsonl each time, and cost
+        a COCO evaluation per logged batch (quadratic in the validation set). The trainer's end-of-
+        validation call is :meth:`compute_synced`."""
+        return {}
 
     def evaluate(self, instances: List[dict], head_true: Sequence[int] = (), head_pred: Sequence[int] = (),
                  head_class_ids: Optional[Sequence[int]] = None,

@@ -106,3 +106,24 @@ def test_meter_keeps_validation_going_when_nothing_is_predicted(tmp_path, caplog
         out = meter.evaluate([])
     assert out["segm.AP"] == 0.0 and "nothing was predicted" in caplog.text
     assert (tmp_path / "out" / "metrics_history.jsonl").read_text().count("\n") == 1
+
+
+def test_progress_display_mid_validation_scores_nothing_and_history_gets_one_line_a_validation(tmp_path):
+    """SAM3's ProgressMeter calls compute() at every log_freq batch; only compute_synced (the trainer's
+    end-of-validation call) scores, writes metrics.json and appends the validation to the history."""
+    from sam3.train.utils.train_utils import ProgressMeter
+
+    gt = synthetic_coco(4, cat_ids=(1, 2), size=32, seed=7)
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    dump = tmp_path / "dumps"
+    meter = AngioValMeter(gt_path=str(gt_path), out_dir=str(dump))
+    progress = ProgressMeter(2, [], {"val_angio": meter}, prefix="Val Epoch: [0]")
+    stages, metas = _model_outputs(gt)
+    progress.display(0)
+    meter.update(find_stages=stages, find_metadatas=metas, model=None, batch=_Batch(len(metas[0].original_image_id)),
+                 key="val")
+    progress.display(1)
+    assert not (dump / "metrics.json").exists() and not (dump / "metrics_history.jsonl").exists()
+    assert meter.compute_synced()["segm.AP"] == 1.0
+    assert len((dump / "metrics_history.jsonl").read_text().splitlines()) == 1
