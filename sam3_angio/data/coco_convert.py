@@ -43,6 +43,8 @@ SKIP_REPORT = "skipped_rows"  # .json and .txt in the output folder
 _STENOSIS_MARGIN_PX = 3.0
 
 _SKIP_HINT = "Pass --skip-bad-rows (skip_bad_rows=True) to leave bad rows out and get a report of them."
+_NOTHING_LEFT = ("Every row was bad, so --skip-bad-rows left nothing to convert; nothing was written. "
+                 "Fix the rows above.")
 
 
 @dataclass
@@ -307,6 +309,8 @@ def convert_csv_to_coco(
     if gproblems and not skip_bad_rows:
         raise RowError(csv_path, gproblems, _SKIP_HINT)
     problems += gproblems
+    if not images:
+        raise RowError(csv_path, problems, _NOTHING_LEFT)
     categories = categories_for(task, ids)
     info = {
         "description": f"sam3_angio COCO export ({task}) of {csv_path.name}",
@@ -363,6 +367,8 @@ def convert_csv_to_coco(
                 last_print = time.perf_counter()
                 print(f"  convert: {n}/{len(images)} images, {last_print - t0:.1f} s", flush=True)
 
+        if not per_split:  # an output with no split would pass for a converted (empty) data set
+            raise RowError(csv_path, problems, _NOTHING_LEFT)
         for split, (imgs, anns) in sorted(per_split.items()):
             path = write_split(tmp / split, imgs, anns, categories, {**info, "split": split})
             result_splits[split] = {

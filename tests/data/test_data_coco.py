@@ -103,6 +103,27 @@ def test_skip_bad_rows_goes_on_and_reports_them(tmp_path):
     assert "row 4 (line 5), column 'cass_segment': unknown CASS id '99'" in text
 
 
+@pytest.mark.parametrize("bad", ["cass_segment", "empty_mask"])
+def test_skip_bad_rows_with_every_row_bad_is_an_error_and_writes_nothing(tmp_path, bad):
+    root = tmp_path / "study"
+    csv_path = write_handmade(root)
+    rows = read_rows(csv_path)
+    if bad == "empty_mask":  # found only when the frames are written, not by the row checks
+        m = root / "masks" / "empty.png"
+        Image.fromarray(np.zeros(np.array(Image.open(root / rows[0]["vessel_mask_actual_path"])).shape,
+                                 np.uint8)).save(m)
+    for r in rows:
+        if bad == "cass_segment":
+            r["cass_segment"] = "99"
+        else:
+            r["vessel_mask_actual_path"] = "masks/empty.png"
+    write_csv(csv_path, rows)
+    out = tmp_path / "coco"
+    with pytest.raises(ValueError, match=r"(?s)row 1 \(line 2\).*3 more bad rows.*left nothing to convert"):
+        convert_csv_to_coco(csv_path, out, "cass", skip_bad_rows=True, progress=False)
+    assert not out.exists()
+
+
 def test_rows_sharing_a_frame_must_agree_on_view_angles(tmp_path):
     root = tmp_path / "study"
     csv_path = write_handmade(root)

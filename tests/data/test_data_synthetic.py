@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from data_fixtures import read_rows, tiny_synthetic
 from PIL import Image
 
@@ -163,3 +164,17 @@ def test_frame_index_is_a_contrast_filled_frame(tmp_path):
         assert k >= 3
         # before the injection the segment is as bright as its surroundings; at frame_index it is dark
         assert cine[k][mask].mean() < cine[0][mask].mean() - 10
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--n-patients", "0"], "n_patients (--n-patients) must be >= 1, got 0"),
+    (["--seed", "-1"], "seed (--seed) must be >= 0, got -1"),
+    (["--val-fraction", "1.5"], "val_fraction (--val-fraction) must be in [0, 1), got 1.5"),
+    (["--size", "10"], "size (--size) must be 32..2048 pixels, got 10"),
+])
+def test_make_synthetic_bad_arguments_are_one_error_line_not_a_traceback(tmp_path, capsys, args, expected):
+    from sam3_angio.data.cli import make_synthetic_main
+
+    assert make_synthetic_main(["--out", str(tmp_path / "syn"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {expected}" and not (tmp_path / "syn").exists()

@@ -26,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ...cass import DEFAULT_CLASS_IDS, STUDY_COUNTS, cass_name
+from ...errors import DataError
 from ..atomic import atomic_output_dir, write_manifest
 from ..layout import ALL_COLUMNS
 from ..masks import resize_nearest, save_mask_png
@@ -67,20 +68,23 @@ class SyntheticConfig:
     label: str = "all"  # all: a row per visible CASS segment; lesions: rows for lesion segments only
 
     def check(self) -> None:
+        """A DataError (one ``error:`` line from the tool) naming the argument and its command-line flag."""
         if self.n_patients < 1:
-            raise ValueError(f"n_patients must be >= 1, got {self.n_patients}")
+            raise DataError(f"n_patients (--n-patients) must be >= 1, got {self.n_patients}")
+        if self.seed < 0:
+            raise DataError(f"seed (--seed) must be >= 0, got {self.seed}")
         if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
+            raise DataError(f"frames (--frames) must be >= 1, got {self.frames}")
         if not (32 <= self.size <= 2048):
-            raise ValueError(f"size must be 32..2048 pixels, got {self.size}")
+            raise DataError(f"size (--size) must be 32..2048 pixels, got {self.size}")
         if not (32 <= self.pseudo_label_size <= 2048):
-            raise ValueError(f"pseudo_label_size must be 32..2048 pixels, got {self.pseudo_label_size}")
+            raise DataError(f"pseudo_label_size (--pseudo-size) must be 32..2048 pixels, got {self.pseudo_label_size}")
         if not (0.0 <= self.val_fraction < 1.0):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise DataError(f"val_fraction (--val-fraction) must be in [0, 1), got {self.val_fraction}")
         if self.cine_dtype not in ("uint8", "uint16", "float32"):
-            raise ValueError(f"cine_dtype must be uint8, uint16 or float32, got {self.cine_dtype!r}")
+            raise DataError(f"cine_dtype (--cine-dtype) must be uint8, uint16 or float32, got {self.cine_dtype!r}")
         if self.label not in ("all", "lesions"):
-            raise ValueError(f"label must be 'all' or 'lesions', got {self.label!r}")
+            raise DataError(f"label (--label) must be 'all' or 'lesions', got {self.label!r}")
 
 
 @dataclass
