@@ -315,8 +315,14 @@ class AngioTrainer(Trainer):
         progress = head.get("angio_progress")
         del head
         super()._load_resuming_checkpoint(ckpt_path)
-        if progress and progress.get("batches_done"):
-            self._resume_batches = int(progress["batches_done"])
+        from sam3_angio.training.console import say
+
+        done = int(progress["batches_done"]) if progress and progress.get("batches_done") else 0
+        # Said on the console: a resumed run otherwise looks like a fresh one that starts at a later epoch.
+        say(f"resuming from {ckpt_path}: epoch {self.epoch}"
+            + (f" after its first {done} step(s)" if done else f" ({self.epoch} epoch(s) done)"))
+        if done:
+            self._resume_batches = done
             # The previous epoch's validation already ran before this mid-epoch checkpoint was written.
             self._skip_resumed_val = self.epoch > 0 and self.is_intermediate_val_epoch(self.epoch - 1)
 

@@ -487,9 +487,10 @@ def test_kill9_mid_epoch_loses_at_most_save_every_steps(tiny_data_root, tmp_path
     done_before_kill = max(shown) + 1 if shown else 0
     assert done_before_kill - ckpt["angio_progress"]["batches_done"] <= every
 
-    run_train(args, check=True)
+    resumed = run_train(args, check=True)
     log = (exp / "logs" / "log.txt").read_text()
     assert f"resuming epoch 0 after batch {every} of 4" in log
+    assert f"resuming from {ckpt_path}: epoch 0 after its first {every} step(s)" in resumed.stdout  # the console too
     final = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert final["epoch"] == 1 and final["steps"]["train"] == 4  # 2 before the kill + the 2 left, none twice
     assert [s["Trainer/epoch"] for s in _stats(exp, "train_stats.json")] == [0]
