@@ -91,7 +91,12 @@ def data_summary(cfg: DictConfig) -> str:
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-            parts.append(f"{split} {len(d.get('images', []))} frames / {len(d.get('annotations', []))} annotations")
+            n = len(d.get("images", []))
+            limit = OmegaConf.select(cfg, "trainer.data.train.dataset.limit_ids") if split == "train" else None
+            # SAM3's limit_ids trains on a fixed random subset: say so, or the line overstates what trains.
+            used = (f" ({int(limit)} of them trained on: profiles.{OmegaConf.select(cfg, 'model.resolved')}"
+                    f".limit_train_images={int(limit)})") if isinstance(limit, int) and limit < n else ""
+            parts.append(f"{split} {n} frames{used} / {len(d.get('annotations', []))} annotations")
         except (OSError, ValueError, TypeError):
             parts.append(f"{split} ?")
     return f"data ({cfg.data.task}): {', '.join(parts)} under {cfg.paths.data_root}"

@@ -106,3 +106,22 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_data_root, tmp_path)
     assert proc.returncode == 2
     assert "matched no tensor" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_data_line_says_when_limit_train_images_trains_on_fewer_frames(tmp_path):
+    from omegaconf import OmegaConf
+
+    from sam3_angio.training.cli import data_summary
+
+    for split, n in (("train", 10), ("val", 3)):
+        (tmp_path / f"{split}.json").write_text(json.dumps({"images": [{"id": i} for i in range(n)],
+                                                            "annotations": [], "categories": []}))
+
+    def line(limit):
+        return data_summary(OmegaConf.create({
+            "paths": {"data_root": str(tmp_path)}, "model": {"resolved": "sam3_tiny"},
+            "data": {"task": "cass", "train_json": str(tmp_path / "train.json"), "val_json": str(tmp_path / "val.json")},
+            "trainer": {"data": {"train": {"dataset": {"limit_ids": limit}}}}}))
+
+    assert "train 10 frames (4 of them trained on: profiles.sam3_tiny.limit_train_images=4) / 0" in line(4)
+    assert "train 10 frames / 0 annotations, val 3 frames / 0" in line(None) and line(None) == line(48)
