@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # force: sam3 logs at import time, which leaves Python's default "LEVEL:module:message" handler behind
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", force=True)
     file_mode = args.gt is not None or args.pred is not None
     model_mode = args.config is not None or args.checkpoint is not None
     if file_mode and args.pred is None or (not model_mode and args.gt is None):

@@ -87,3 +87,17 @@ def test_eval_tool_reports_unusable_input_without_a_traceback(case, tmp_path):
     assert not (tmp_path / "o" / "metrics.json").exists()
     r = run_tool("--gt", case / "gt.json")
     assert r.returncode == 2 and "--pred" in r.stderr
+
+
+def test_eval_tool_warnings_are_plain_lines_without_the_module_path(case, tmp_path):
+    # sam3 logs at import time, which gave the root logger Python's default "LEVEL:module:message" handler
+    # before the tool's own format was set
+    preds = json.loads((case / "pred.json").read_text())
+    preds.append(dict(preds[0], image_id=999))
+    (tmp_path / "pred.json").write_text(json.dumps(preds))
+    r = run_tool("--gt", case / "gt.json", "--pred", tmp_path / "pred.json", "--out", tmp_path / "o", "--no-report")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "unknown_image_id" in line or "999" in line]
+    assert warnings, r.stderr
+    assert all(line.startswith("WARNING: ") for line in warnings), warnings
+    assert "sam3_angio.evaluation" not in r.stderr
