@@ -62,7 +62,14 @@ def load_phase1(model: nn.Module, path: Optional[str], require: bool = True, pre
     wrapped = hasattr(model, "detector")
     target = model.detector if wrapped else model
     report = load_into(target, sd, path)
+    # A phase 1 run without LoRA has no adapter tensors: a LoRA phase 2 starts its adapters new (B = 0),
+    # as designed - not "missing" weights.
+    new_lora = [k for k in report.missing if "lora_" in k] if not any("lora_" in k for k in sd) else []
+    report.missing = [k for k in report.missing if k not in set(new_lora)]
     summary = report.summary()
+    if new_lora:
+        summary += f"\n  new LoRA adapter tensors (model.lora, not in the phase 1 checkpoint, trained from their " \
+                   f"start): {len(new_lora)}"
     if wrapped:
         own = [k for k in model.state_dict() if k.startswith(WRAPPER_OWN)]
         summary += f"\n  new in phase 2 (not in the phase 1 checkpoint, trained from scratch): {len(own)} tensors " \

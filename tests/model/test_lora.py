@@ -72,7 +72,7 @@ def test_trainable_keeps_named_sam3_modules_trainable(tiny_sam3):
     assert not any(n.startswith("detector.transformer.") for n in names)
 
 
-def test_phase1_weights_load_under_the_lora_base_layers(tiny_sam3, tmp_path):
+def test_phase1_weights_load_under_the_lora_base_layers(tiny_sam3, tmp_path, capsys):
     from sam3_angio.model.init import load_phase1
     from sam3_angio.model.tiny import build_sam3_tiny
 
@@ -81,6 +81,11 @@ def test_phase1_weights_load_under_the_lora_base_layers(tiny_sam3, tmp_path):
     torch.save({"model": {f"module.{k}": v for k, v in phase1.state_dict().items()}}, ckpt)
     model = _lora_wrapper(tiny_sam3)
     load_phase1(model, str(ckpt), require=True)
+    shown = capsys.readouterr().out  # the new adapters are said as such, not counted as missing weights
+    n_lora = sum("lora_" in k for k in model.detector.state_dict())
+    assert "missing 0," in shown and "missing by module" not in shown
+    assert f"new LoRA adapter tensors (model.lora, not in the phase 1 checkpoint, trained from their start): " \
+           f"{n_lora}" in shown
     own = model.detector.state_dict()
     for k, v in phase1.state_dict().items():
         mk = k if k in own else {kk.replace(".base_layer.", "."): kk for kk in own}[k]
