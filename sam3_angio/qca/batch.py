@@ -82,7 +82,8 @@ def run_items(items: Iterable[MaskItem], params: Optional[QCAParams] = None, fig
         except QCAInputError as e:
             if strict:
                 raise
-            report.skipped.append({"source": item.source, "error": str(e)})
+            why = str(e)  # measure_mask's errors start with the source, which the record holds already
+            report.skipped.append({"source": item.source, "error": why.removeprefix(f"{item.source}: ")})
             continue
         if fig_dir is not None:
             image = None if item.image is None else _as_figure_frame(item.image, item.mask.shape)

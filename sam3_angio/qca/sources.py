@@ -352,6 +352,13 @@ def mask_file_item(mask_path: PathLike, mm_per_pixel: Optional[float] = None, im
                    ostium: Optional[Tuple[float, float]] = None, meta: Optional[Dict[str, Any]] = None) -> MaskItem:
     """The item of one mask file (errors raise: a single input is all or nothing)."""
     m = read_mask_file(mask_path)
+    if ostium is not None:
+        x, y = ostium
+        H, W = m.shape[:2]
+        if not (0 <= x <= W - 1 and 0 <= y <= H - 1):
+            raise QCAInputError(f"--ostium {x:g} {y:g} lies outside mask '{mask_path}' ({W} x {H} px: x is the "
+                                f"column 0..{W - 1}, y the row 0..{H - 1}); give a pixel near the vessel's proximal "
+                                f"end, or leave --ostium out to start at the wider end")
     frame = Path(image).name if image else Path(mask_path).name
     if image is not None:
         read_frame(image, m.shape)  # fail now, not after measuring

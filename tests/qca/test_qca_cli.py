@@ -92,7 +92,8 @@ def test_predictions_mode_keeps_scores_above_the_threshold(tmp_path, masks):
     assert len(_read(out2)[0]["segments"]) == 2
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "non_binary", "bad_spacing", "bad_coco"])
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "non_binary", "bad_spacing", "bad_coco",
+                                  "ostium_outside"])
 def test_bad_input_is_one_error_line_exit_2_and_leaves_the_output_alone(tmp_path, masks, capsys, case):
     out = tmp_path / "out"
     assert main(["--mask", str(save_png(tmp_path / "good.png", masks[0])), "--out", str(out), "--no-figures"]) == 0
@@ -112,10 +113,12 @@ def test_bad_input_is_one_error_line_exit_2_and_leaves_the_output_alone(tmp_path
         bad = tmp_path / "bad.json"
         bad.write_text("{not json")
         args = ["--coco", str(bad)]
+    elif case == "ostium_outside":  # a point off the frame (e.g. typed in another picture's pixels) is no hint
+        args = ["--mask", str(tmp_path / "good.png"), "--ostium", "5000", "-3"]
     rc = main(args + ["--out", str(out), "--overwrite"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
-    named = "--mm-per-pixel" if case == "bad_spacing" else bad.name
+    named = {"bad_spacing": "--mm-per-pixel", "ostium_outside": "--ostium"}.get(case, bad.name)
     assert named in err[0]
     assert (out / "qca.json").read_bytes() == before
 
@@ -149,7 +152,9 @@ def test_an_empty_annotation_is_skipped_and_reported_in_a_batch(tmp_path, masks,
     assert main(["--coco", str(ann), "--out", str(out), "--no-figures"]) == 0
     data, _ = _read(out)
     assert len(data["segments"]) == 1 and len(data["skipped"]) == 1
-    assert "empty" in data["skipped"][0]["error"] and "warning: skipped" in capsys.readouterr().err
+    (skipped,) = data["skipped"]
+    assert "empty" in skipped["error"] and "warning: skipped" in capsys.readouterr().err
+    assert not skipped["error"].startswith(skipped["source"])  # the source is said once, in its own key
 
 
 def test_the_csv_says_which_lesions_run_into_a_mask_end(tmp_path):
