@@ -3,6 +3,7 @@ sam3_tiny and the real 840 M architecture (random weights, CPU, ~4 GB), and the 
 
     python bench/bench_adapter_fingerprint.py
 """
+import argparse
 import time
 
 import torch
@@ -12,6 +13,8 @@ from sam3_angio.model.adapters import adapter_tensors, base_fingerprint
 from sam3_angio.model.lora import DEFAULT_TARGETS, apply_lora
 from sam3_angio.model.view_conditioned import build_view_conditioned
 
+# --help before any work: the benchmark itself builds models (the real 840 M one: ~4 GB)
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 torch.set_num_threads(1)
 for name, size in (("sam3_tiny", None), ("sam3", 1008)):
     t0 = time.perf_counter()

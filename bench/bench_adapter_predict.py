@@ -3,6 +3,7 @@
 
     python bench/bench_adapter_predict.py
 """
+import argparse
 import copy
 import sys
 import tempfile
@@ -21,6 +22,8 @@ from sam3_angio.inference.predictor import build_run_model  # noqa: E402
 from sam3_angio.model.adapters import OWN_HEADS, adapter_info, save_adapter  # noqa: E402
 from sam3_angio.model.lora import LORA_KEY, canonical_key  # noqa: E402
 
+# --help before any work: the benchmark itself builds models (the real 840 M one: ~4 GB)
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 root = Path(tempfile.mkdtemp())
 write_tiny_coco(str(root / "coco_cass"), cass_categories([1, 2, 12, 13]), n_train=1, n_val=4)
 ov = ["model.name=sam3_tiny", "model.class_ids=[1,2,12,13]", "model.lora.enabled=true", "model.lora.r=4",
