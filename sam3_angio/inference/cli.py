@@ -472,10 +472,16 @@ def predict_input(predictor, frames: List[InputFrame], out: Path, args: argparse
             pictures.append(O.overlay_name(frame))
             names = ", ".join(s.label for s in segs[:6]) + (", ..." if len(segs) > 6 else "")
             best = max((float(i["score"]) for i in insts), default=None)
-            say(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}"
-                + (f": {names}" if segs else
-                   f" (best instance score {best:.2f}; a lower --score-thr shows more, with less confidence)"
-                   if best is not None and best < args.score_thr else ""))
+            n_above = sum(1 for i in insts if float(i["score"]) >= args.score_thr)
+            if segs:
+                why = f": {names}"
+            elif best is not None and best < args.score_thr:
+                why = f" (best instance score {best:.2f}; a lower --score-thr shows more, with less confidence)"
+            elif n_above:  # at or above the threshold, but nothing to outline (segments.csv needs a mask)
+                why = f" ({n_above} instance(s) at or above it, all with empty masks)"
+            else:
+                why = ""
+            say(f"  frame {frame.frame_index}: {len(segs)} segment(s) >= {args.score_thr:g}{why}")
         if len(frames) >= 2:
             write_gif(str(tmp / "overlay.gif"), [O.read_png(tmp / p) for p in pictures], first.fps)
         O.write_segments_csv(tmp / "segments.csv", rows)

@@ -280,3 +280,24 @@ def test_a_frame_without_a_segment_says_the_best_score(cass_predictor, inputs, t
                  "--score-thr", "1.0"], predictor=cass_predictor) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("frame 0:"))
     assert "0 segment(s) >= 1" in line and "best instance score 0." in line and "--score-thr" in line
+
+
+def test_a_frame_whose_instances_all_have_empty_masks_says_so(cass_predictor, inputs, tmp_path, capsys):
+    """Instances at or above --score-thr whose masks are empty (an untrained model) are no segments; the
+    frame's line says why it lists none instead of a bare '0 segment(s) >= 0'."""
+    from sam3_angio.inference.cli import main
+
+    class EmptyMasks:
+        def __init__(self, p):
+            self._p = p
+
+        def __getattr__(self, name):
+            return getattr(self._p, name)
+
+        def predict(self, *args):
+            return [[dict(i, area=0) for i in insts] for insts in self._p.predict(*args)]
+
+    assert main([str(inputs / "frame.png"), "--checkpoint", "x.pt", "--out", str(tmp_path / "o"), "--quiet",
+                 "--score-thr", "0"], predictor=EmptyMasks(cass_predictor)) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("frame 0:"))
+    assert "0 segment(s) >= 0" in line and "empty mask" in line, line
