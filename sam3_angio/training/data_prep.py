@@ -35,6 +35,12 @@ def _data_root_hint(cfg: DictConfig, root) -> str:
         right = parent if os.path.basename(os.path.abspath(root)) == f"coco_{task}" else None
         return (f"; it is a COCO folder itself (train/annotations.json): paths.data_root is the folder that holds "
                 f"coco_{task}/" + (f", here paths.data_root={right}" if right else ""))
+    own = os.path.join(root, f"coco_{task}")
+    if os.path.isdir(own):  # the task's folder is there, a split of it is not (ARCADE ships val only)
+        has = sorted(n for n in os.listdir(own) if os.path.isfile(os.path.join(own, n, "annotations.json")))
+        return (f"; its coco_{task}/ holds {', '.join(n + '/' for n in has) or 'no split'} but a run needs "
+                f"train/ and val/ (each with annotations.json): convert or import the missing split into it "
+                f"(tools/import_arcade.py --split train, tools/convert_to_coco.py with train rows)")
     others = sorted(n for n in os.listdir(root) if n.startswith("coco_") and os.path.isdir(os.path.join(root, n)))
     if others:
         config = {"vessel": "vessel_segmentation"}.get(others[0][5:], others[0][5:])

@@ -509,6 +509,11 @@ def test_a_data_root_one_level_off_says_where_the_coco_folder_is(tiny_data_root,
     proc = check_train(["-c", CASS, *over, f"paths.data_root={only}", "--check"])
     assert proc.returncode == 1 and "it holds coco_vessel/ but no coco_cass/" in proc.stdout
     assert "-c configs/angiography/vessel_segmentation.yaml" in proc.stdout, proc.stdout
+    val_only = tmp_path / "val_only"  # an ARCADE import of its val split alone said "but no coco_cass/"
+    shutil.copytree(tiny_data_root / "coco_cass" / "val", val_only / "coco_cass" / "val")
+    proc = check_train(["-c", CASS, *over, f"paths.data_root={val_only}", "init.require_phase1=false", "--check"])
+    assert proc.returncode == 1 and "its coco_cass/ holds val/ but a run needs train/ and val/" in proc.stdout
+    assert "no coco_cass/" not in proc.stdout, proc.stdout
     folder = tmp_path / "sam3_weights"
     folder.mkdir()
     proc = check_train(["-c", CASS, *small_run_overrides(tiny_data_root, exp), f"paths.sam3_checkpoint={folder}",
