@@ -159,8 +159,13 @@ def _main(args: argparse.Namespace) -> int:
     if not cfg.submitit.use_cluster and showcase.wants_phase1_first(cfg):
         # The demo trains phase 1 first: its config is checked now too, not after the untrained scoring.
         p1 = showcase.phase1_config(cfg, args.overrides, args)
-        report.errors += [f"phase 1 (trained first, into {p1.paths.experiment_dir}): {e}"
-                          for e in check_config(p1).errors if e not in report.errors]  # not said twice
+        p1_errors = [f"phase 1 (trained first, into {p1.paths.experiment_dir}): {e}"
+                     for e in check_config(p1).errors if e not in report.errors]  # not said twice
+        if p1_errors:  # why phase 1 runs at all, and the way round it (said once)
+            p1_errors[-1] += (f" [phase 1 is trained first because paths.phase1_checkpoint="
+                              f"{cfg.paths.phase1_checkpoint} does not exist: point it at a trained one, or pass "
+                              f"profiles.{cfg.model.resolved}.phase1_first=false to start phase 2 without it]")
+        report.errors += p1_errors
     if args.check:
         print(report.render())
         return 0 if report.ok else 1

@@ -359,6 +359,8 @@ def test_the_demo_checks_phase1_before_scoring_and_training_it(tiny_data_root, t
         text = proc.stdout if extra else proc.stderr
         assert proc.returncode == (1 if extra else 2), text
         assert "phase 1 (trained first, into" in text and str(vessel) in text and "image_id 4242" in text, text
+        # why phase 1 runs and how not to: a user who meant to start phase 2 without it was not told
+        assert "pass profiles.sam3_tiny.phase1_first=false to start phase 2 without it" in text, text
     assert not exp.exists() and not (tmp_path / "p1").exists()
 
 
