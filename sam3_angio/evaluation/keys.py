@@ -16,16 +16,26 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 def nested(metrics: Mapping[str, Any]) -> Dict[str, Any]:
     """``{"segm.AP": x}`` -> ``{"segm": {"AP": x}}``. Category names never contain dots in keys
-    (they become underscores), so splitting on dots is safe."""
+    (they become underscores), so splitting on dots is safe. A key that is both a number and a group
+    (``dice_f1`` and ``dice_f1.n_images``) keeps its number under ``"value"``:
+    ``{"dice_f1": {"value": x, "n_images": n}}``."""
     out: Dict[str, Any] = {}
+    groups = set()  # ids of the dicts made here for a dotted prefix (a metric's own value may be a dict)
     for key, value in metrics.items():
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"metric key {key!r} clashes with a value at {p!r}")
-        node[parts[-1]] = value
+            child = node.get(p)
+            if id(child) not in groups:
+                child = {} if p not in node else {"value": node[p]}
+                groups.add(id(child))
+                node[p] = child
+            node = child
+        leaf = parts[-1]
+        if id(node.get(leaf)) in groups:
+            node[leaf]["value"] = value
+        else:
+            node[leaf] = value
     return out
 
 

@@ -141,3 +141,19 @@ def test_per_class_table_prints_the_category_names_of_the_file_not_metric_keys(t
     assert m["per_class.mid_distal LCX.category_id"] == cid and m["per_class.mid_distal LCX.name"] == "mid/distal LCX"
     table = format_summary(m)
     assert "mid/distal LCX" in table and "mid_distal LCX" not in table
+
+
+def test_nested_view_holds_every_metric_of_a_real_evaluation(files):
+    """docs/evaluation.md's ``nested(m)["segm"]["AP"]`` on what evaluate_files returns: a key that is
+    both a number and a group (``dice_f1`` and ``dice_f1.n_images``) keeps its number under "value"."""
+    from sam3_angio.evaluation import nested
+
+    m = evaluate_files(files["gt"], files["both"], report=False)
+    n = nested(m)
+    assert n["segm"]["AP"] == m["segm.AP"]
+    assert n["dice_f1"] == {"value": m["dice_f1"], "n_images": m["dice_f1.n_images"]}
+    for key, value in m.items():
+        node = n
+        for part in key.split("."):
+            node = node[part]
+        assert (node["value"] if isinstance(node, dict) and "value" in node else node) == value
