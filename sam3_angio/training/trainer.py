@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import time
 from typing import Any, Dict, Optional
 
 import sam3.train.trainer as sam3_trainer
@@ -96,6 +97,7 @@ class AngioTrainer(Trainer):
         ret = super()._step(batch, model, phase)
         self._log_mode_losses(ret[2], phase, key, step)
         if phase != "train":
+            self._console_val_progress()
             return ret
         self._last_step_losses = ret[2]
         return self._guard_loss(*ret, inner, model)  # reliability: the NaN guard
@@ -334,6 +336,8 @@ class AngioTrainer(Trainer):
 
     # ------------------------------------------------------------------ reliability: best checkpoint
     def val_epoch(self, val_loader, phase):
+        self._val_total, self._val_done = len(val_loader), 0
+        self._val_started = self._val_said = time.monotonic()
         out = super().val_epoch(val_loader, phase)
         self._keep_best(out)
         self._console_validation(out)
@@ -397,6 +401,22 @@ class AngioTrainer(Trainer):
         skipped = f"  ({self.skipped_steps} non-finite steps skipped)" if self.skipped_steps else ""
         say(f"epoch {self.epoch} step {self._batches_done}/{self._iters_this_epoch}  loss "
             f"{'nan' if core is None else f'{core:.4g}'}  {shown}{skipped}")
+
+    #: Seconds between the console's progress lines of a long validation (a short one prints none).
+    VAL_PROGRESS_EVERY_S = 30.0
+
+    def _console_val_progress(self) -> None:
+        """'validating: 120/300 batches, 61 s' every :data:`VAL_PROGRESS_EVERY_S`: the real model's
+        validation of a study's frames on all 14 phrases runs for minutes with nothing else on the console."""
+        from sam3_angio.training.console import say
+
+        self._val_done = getattr(self, "_val_done", 0) + 1
+        now = time.monotonic()
+        if now - getattr(self, "_val_said", now) < self.VAL_PROGRESS_EVERY_S:
+            return
+        self._val_said = now
+        say(f"validating after epoch {self.epoch}: {self._val_done}/{getattr(self, '_val_total', '?')} batches, "
+            f"{now - self._val_started:.0f} s")
 
     def _console_validation(self, out: Dict[str, Any]) -> None:
         from sam3_angio.training.console import say

@@ -640,3 +640,29 @@ def test_the_model_builders_refuse_nan_start_weights_before_using_them(tmp_path,
                                               r"of its \d+ tensors \(first: transformer\.decoder\.norm\.bias\)"):
         load_phase1(model, str(p1), prefer_best=False)
     assert torch.equal(model.weight.detach(), before)
+
+
+def test_a_long_validation_prints_progress_lines_and_a_short_one_none(monkeypatch, capsys):
+    """The console's validation progress ('validating after epoch E: k/N batches, S s') comes every
+    VAL_PROGRESS_EVERY_S seconds of a validation; a validation shorter than that prints nothing."""
+    from sam3_angio.training import trainer as trainer_mod
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: clock["t"])
+    t = trainer_mod.AngioTrainer.__new__(trainer_mod.AngioTrainer)
+    t.epoch = 3
+
+    def validate(n_batches: int, seconds_each: float) -> list:
+        clock["t"] = 1000.0
+        t._val_total, t._val_done = n_batches, 0
+        t._val_started = t._val_said = clock["t"]
+        for _ in range(n_batches):
+            clock["t"] += seconds_each
+            t._console_val_progress()
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("validating")]
+
+    assert validate(14, 1.3) == []
+    lines = validate(300, 1.0)
+    assert len(lines) == 300 // int(t.VAL_PROGRESS_EVERY_S)
+    assert lines[0] == "validating after epoch 3: 30/300 batches, 30 s"
+    assert lines[-1] == "validating after epoch 3: 300/300 batches, 300 s"
