@@ -470,12 +470,16 @@ def _iter_source(source: InputSource, spec: FrameSpec, cli_angles: Optional[Angl
 
 
 def _progress(sources: List[InputSource], enabled: bool) -> Iterator[InputSource]:
-    """Sources with a progress display on stderr: tqdm when installed, else a line every few files."""
+    """Sources with a progress display on stderr: tqdm's bar on a terminal, else (a log file, a pipe, a
+    SLURM output, where the bar's carriage returns pile up) a line every few files."""
     if not enabled or len(sources) < 2:
         yield from sources
         return
     try:
         from tqdm import tqdm
+
+        if not getattr(sys.stderr, "isatty", lambda: False)():
+            raise ImportError("not a terminal: plain lines")
     except ImportError:
         t0 = time.perf_counter()
         for i, s in enumerate(sources):

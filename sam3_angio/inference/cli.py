@@ -169,11 +169,14 @@ def say(*parts, file=None) -> None:
 
 
 def _progress(items: Sequence, enabled: bool, unit: str, leave: bool = True) -> Iterable:
+    """tqdm's bar on a terminal; plain lines to a log file or a pipe (where a bar's redraws pile up)."""
     if not enabled:
         return items
     try:
         from tqdm import tqdm
     except ImportError:
+        return _plain_progress(items, unit)
+    if not getattr(sys.stderr, "isatty", lambda: False)():
         return _plain_progress(items, unit)
     return tqdm(items, unit=unit, file=sys.stderr, leave=leave, dynamic_ncols=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from ..data.atomic import OutputExistsError, atomic_output_dir
@@ -99,6 +100,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     for s in report.skipped:
         print(f"warning: skipped {s['source']}: {s['error']}", file=sys.stderr)
     n_les = sum(len(s.lesions) for s in report.segments)
-    print(f"qca: {len(report.segments)} segment(s), {n_les} lesion(s) -> {args.out}/{JSON_NAME}, {CSV_NAME}"
+    print(f"qca: {len(report.segments)} segment(s), {n_les} lesion(s) -> {Path(args.out) / JSON_NAME}, {CSV_NAME}"
           + ("" if args.no_figures else f", {FIGURES_DIR}/"))
     return 0

@@ -104,7 +104,8 @@ def test_folder_of_mixed_inputs_sorted_with_unique_ids(tmp_path, cine, capsys):
     assert len(frames) == 2 + 3 + T + 1
     b = [f for f in frames if f.input_id == "b"]
     assert b[0].view_angles == (30.0, 0.0) and b[0].mm_per_pixel == 0.3 and b[0].spacing_source == "dicom:PixelSpacing"
-    assert "inputs" in capsys.readouterr().err  # a progress display for a folder
+    err = capsys.readouterr().err
+    assert "inputs" in err and "\r" not in err  # a progress display for a folder: lines, not a bar, off a terminal
     assert len(find_inputs(tmp_path, recursive=True)) == 5
 
 
