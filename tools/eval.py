@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Evaluate predictions (any model) or a checkpoint: COCO AP per class, Dice, ARCADE F1, CASS accuracy.
 
-    python tools/eval.py --gt GT.json --pred PRED.json [--out DIR] [--images DIR]
-    python tools/eval.py -c CONFIG --checkpoint CKPT [--split val] [--out DIR]
+    python tools/eval.py --gt GT.json --pred PRED.json [--out DIR [--overwrite]] [--images DIR]
+    python tools/eval.py -c CONFIG --checkpoint CKPT [--split val] [--out DIR] [--overwrite]
 
 Logic: sam3_angio/evaluation (docs/evaluation.md lists the metric keys).
 """

@@ -67,6 +67,18 @@ def check_output_dir(out: PathLike, what: str = "--out") -> None:
         raise UserError(f"{what} '{out}': '{probe}' is not writable; choose another output folder")
 
 
+def check_free_output(out: PathLike, overwrite: bool = False) -> None:
+    """:func:`check_output_dir`, and ``out`` is missing or empty unless ``overwrite``: what
+    :func:`atomic_output_dir` checks on entry, for a tool to call before its slow work starts."""
+    check_output_dir(out)
+    if _non_empty(Path(out)) and not overwrite:
+        raise OutputExistsError(
+            f"output folder '{out}' already exists and is not empty; choose another folder or pass "
+            f"--overwrite (overwrite=True) to replace it (the old one is kept until the new one is "
+            f"complete)"
+        )
+
+
 @contextmanager
 def atomic_output_dir(out: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out``; on success it becomes ``out``.
@@ -75,13 +87,7 @@ def atomic_output_dir(out: PathLike, overwrite: bool = False) -> Iterator[Path]:
     as it was. With ``overwrite`` an existing ``out`` is replaced only once the new one is complete.
     """
     out = Path(out)
-    check_output_dir(out)
-    if _non_empty(out) and not overwrite:
-        raise OutputExistsError(
-            f"output folder '{out}' already exists and is not empty; choose another folder or pass "
-            f"--overwrite (overwrite=True) to replace it (the old one is kept until the new one is "
-            f"complete)"
-        )
+    check_free_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())

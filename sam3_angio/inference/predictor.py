@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -103,17 +103,20 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, config: Optional[str] = None, overrides: Sequence[str] = (),
-                        device: Optional[str] = None, naming: Optional[str] = None, **kwargs) -> "Predictor":
+                        device: Optional[str] = None, naming: Optional[str] = None,
+                        before_build: Optional[Callable[[DictConfig], None]] = None, **kwargs) -> "Predictor":
         """Build the run's model and load ``checkpoint`` (a trainer ``checkpoint.pt`` or a bare state
         dict). ``config``: a config path or name; default the ``config_resolved.yaml`` tools/train.py
-        saved in the run's folder. A checkpoint of another task or model is an error."""
+        saved in the run's folder. A checkpoint of another task or model is an error. ``before_build``
+        is called with the resolved config before the model is built (the slow part: tools/eval.py
+        checks the split's ground truth and its output folder there)."""
         sd, meta = read_checkpoint(checkpoint)
         config = config or run_config_for(checkpoint)
         if config is None:
             raise ConfigError(
                 f"no config for checkpoint {checkpoint}: its run folder has no {RUN_CONFIG}; pass -c CONFIG "
                 f"(e.g. configs/angiography/cass.yaml) with the overrides the run was trained with")
-        cfg, model = build_run_model(config, overrides, meta, checkpoint)
+        cfg, model = build_run_model(config, overrides, meta, checkpoint, before_build)
         report = load_into(model, strip_prefixes(sd, ("module.",)), checkpoint)
         if report.missing:  # one line (the CLI error contract); the full load report goes to the log
             log.info(report.summary())
@@ -248,11 +251,13 @@ def run_defaults(cfg: DictConfig, device: Optional[str], naming: Optional[str]) 
     return device, naming or OmegaConf.select(cfg, "inference.naming") or "fused"
 
 
-def build_run_model(config: str, overrides: Sequence[str], meta: Mapping[str, Any],
-                    checkpoint: str) -> Tuple[DictConfig, torch.nn.Module]:
+def build_run_model(config: str, overrides: Sequence[str], meta: Mapping[str, Any], checkpoint: str,
+                    before_build: Optional[Callable[[DictConfig], None]] = None
+                    ) -> Tuple[DictConfig, torch.nn.Module]:
     """The resolved config and the (randomly initialised) model of a run, for weights loaded next:
     ``meta`` (a checkpoint's or adapter's ``angio`` info) names the SAM3 size and must agree with the
-    config's task and classes (``checkpoint``: the file it came from, for the error)."""
+    config's task and classes (``checkpoint``: the file it came from, for the error). ``before_build``
+    sees the resolved config before the model is built."""
     from sam3_angio.config import compose, finalize, register_resolvers
 
     cpu_compat.apply()
@@ -266,6 +271,8 @@ def build_run_model(config: str, overrides: Sequence[str], meta: Mapping[str, An
         cfg.trainer.model.checkpoint_path = None  # the trained checkpoint below holds every weight
         cfg.trainer.model.allow_random_init = True
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if before_build is not None:
+        before_build(cfg)
     return cfg, instantiate(cfg.trainer.model, _convert_="all")
 
 

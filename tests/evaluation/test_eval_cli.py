@@ -101,3 +101,36 @@ def test_eval_tool_warnings_are_plain_lines_without_the_module_path(case, tmp_pa
     assert warnings, r.stderr
     assert all(line.startswith("WARNING: ") for line in warnings), warnings
     assert "sam3_angio.evaluation" not in r.stderr
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_eval_tool_refuses_an_existing_out_folder_and_replaces_it_whole_with_overwrite(case, tmp_path):
+    out = tmp_path / "e"
+    common = ["--gt", case / "gt.json", "--pred", case / "pred.json", "--out", out]
+    r = run_tool(*common, "--images", case / "images")
+    assert r.returncode == 0, r.stderr
+    before = _files(out)
+    assert any(k.startswith("overlays/") for k in before)
+    r = run_tool(*common, "--score-thr", "0.3", "--no-report")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"output folder '{out}' already exists" in r.stderr and "--overwrite" in r.stderr
+    assert _files(out) == before  # nothing already written is lost
+    r = run_tool(*common, "--score-thr", "0.3", "--no-report", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "metrics.json").read_text())["pixel.score_thr"] == 0.3
+    after = _files(out)
+    assert "report.md" not in after and not any(k.startswith("overlays/") for k in after)  # no stale files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]  # no temporary folder left beside it
+
+
+def test_eval_tool_overwrite_never_replaces_a_folder_holding_its_inputs(case, tmp_path):
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "pred.json").write_bytes((case / "pred.json").read_bytes())
+    r = run_tool("--gt", case / "gt.json", "--pred", out / "pred.json", "--out", out, "--overwrite")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "holds --pred" in r.stderr and "choose another --out" in r.stderr
+    assert _files(out) == {"pred.json": (case / "pred.json").read_bytes()}
