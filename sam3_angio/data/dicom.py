@@ -507,11 +507,12 @@ def iter_dicom_frames(header: DicomHeader, indices: Optional[Iterable[int]] = No
         try:
             try:
                 stored = np.asarray(next(frames))
-            except Exception:
-                if not (streamed and i == 0):
-                    raise
+            except Exception as first:
                 # pydicom's frame streamer trips on some malformed files that dcmread reads whole (a
-                # header that says explicit VR over implicit VR data): try once more from the whole file
+                # header that says explicit VR over implicit VR data): try once more from the whole file.
+                # Not when a decoder refused the frame's data: the whole file would not decode either.
+                if not (streamed and i == 0) or str(first).startswith("Unable to decode"):
+                    raise
                 streamed = False
                 frames = _frames(_read_whole(header.path), header, uid, order)
                 stored = np.asarray(next(frames))
