@@ -410,12 +410,12 @@ class AngioTrainer(Trainer):
         validation of a study's frames on all 14 phrases runs for minutes with nothing else on the console."""
         from sam3_angio.training.console import say
 
-        self._val_done = getattr(self, "_val_done", 0) + 1
+        self._val_done += 1  # the counters are set by val_epoch, the only caller's caller
         now = time.monotonic()
-        if now - getattr(self, "_val_said", now) < self.VAL_PROGRESS_EVERY_S:
+        if now - self._val_said < self.VAL_PROGRESS_EVERY_S:
             return
         self._val_said = now
-        say(f"validating after epoch {self.epoch}: {self._val_done}/{getattr(self, '_val_total', '?')} batches, "
+        say(f"validating after epoch {self.epoch}: {self._val_done}/{self._val_total} batches, "
             f"{now - self._val_started:.0f} s")
 
     def _console_validation(self, out: Dict[str, Any]) -> None:
